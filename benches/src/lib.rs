@@ -1,0 +1,1 @@
+//! Shared helpers for slotline's benchmarks and the `burst` program.

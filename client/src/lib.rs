@@ -1,0 +1,1 @@
+//! The ACK-committing Redis Cluster writer.
