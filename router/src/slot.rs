@@ -7,8 +7,9 @@
 //! not characters: a multi-byte UTF-8 sequence is never special.
 //!
 //! Finding the `{` costs more than the CRC itself with a byte-at-a-time loop, so the scan is
-//! vectorised: `memchr` (SSE2/AVX2 on x86-64, NEON on aarch64) from 16 bytes up, and a SWAR
-//! (SIMD-within-a-register) test on two overlapping machine words below that.
+//! vectorised: below 16 bytes a SWAR (SIMD-within-a-register) test on two overlapping machine
+//! words; from 16 bytes inline SSE2 compares on x86-64 (16-byte blocks, the last one overlapping)
+//! up to 127 bytes, and `memchr` (AVX2 on x86-64, NEON on aarch64) beyond.
 
 use core::fmt;
 
@@ -272,6 +273,8 @@ pub fn hash_tag(key: &[u8]) -> &[u8] {
 #[inline(always)]
 fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
     match hay.len() {
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        16..=127 => sse2::find_byte(needle, hay),
         16.. => memchr::memchr(needle, hay),
         8..=15 => {
             let (Some(head), Some(tail)) = (hay.first_chunk::<8>(), hay.last_chunk::<8>()) else {
@@ -293,6 +296,56 @@ fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
             })
         }
         _ => hay.iter().position(|&b| b == needle),
+    }
+}
+
+/// Short-key scan with SSE2 (part of the x86-64 baseline): the same 16-byte compare as
+/// `memchr`, inlined, without its dispatch through a function pointer.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+mod sse2 {
+    use core::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+    };
+
+    /// Bit `i` set when byte `i` of `block` equals the splatted needle.
+    #[inline(always)]
+    fn matches(block: &[u8; 16], splat: __m128i) -> u32 {
+        // SAFETY: `block` is 16 readable bytes and `loadu` has no alignment requirement; SSE2
+        // is enabled for this target (the module's `cfg`).
+        let mask = unsafe {
+            _mm_movemask_epi8(_mm_cmpeq_epi8(
+                _mm_loadu_si128(block.as_ptr().cast()),
+                splat,
+            ))
+        };
+        // Only the low 16 bits can be set.
+        mask.unsigned_abs()
+    }
+
+    /// Position of the first `needle` in `hay` (any length; whole blocks, then an overlapping
+    /// last block that ends at the end of `hay`).
+    #[inline(always)]
+    pub(super) fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
+        // SAFETY: SSE2 is enabled for this target (the module's `cfg`).
+        #[allow(clippy::cast_possible_wrap)]
+        let splat = unsafe { _mm_set1_epi8(needle as i8) };
+        let mut rest = hay;
+        let mut at = 0;
+        while let Some((block, tail)) = rest.split_first_chunk::<16>() {
+            let m = matches(block, splat);
+            if m != 0 {
+                return Some(at + m.trailing_zeros() as usize);
+            }
+            at += 16;
+            rest = tail;
+        }
+        if rest.is_empty() {
+            return None;
+        }
+        // The bytes before `rest` in this last block were already searched and did not match.
+        let last = hay.last_chunk::<16>()?;
+        let m = matches(last, splat);
+        (m != 0).then(|| hay.len() - 16 + m.trailing_zeros() as usize)
     }
 }
 
