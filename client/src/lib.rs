@@ -36,7 +36,13 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod config;
+pub mod conn;
 pub mod error;
+#[cfg(feature = "local-cluster")]
+pub mod local;
 
 pub use config::{Config, ConfigError, NodeAddr};
+pub use conn::{Conn, ConnOptions};
 pub use error::{CommitError, Error};
+#[cfg(feature = "local-cluster")]
+pub use local::{LocalCluster, LocalServer};
