@@ -381,3 +381,138 @@ pub fn key_slot_reference(key: &[u8]) -> u16 {
     };
     crate::crc16::bitwise(0, hashed) & 0x3FFF
 }
+
+/// An inclusive range of slots, `start..=end`, never empty (Redis writes ranges this way).
+///
+/// # Examples
+///
+/// ```
+/// use slotline_router::{Slot, SlotRange};
+///
+/// let r = SlotRange::new(Slot::new(0).unwrap(), Slot::new(5460).unwrap()).unwrap();
+/// assert_eq!(r.len(), 5461);
+/// assert!(r.contains(Slot::new(5460).unwrap()));
+/// assert_eq!(r.to_string(), "0-5460");
+/// assert_eq!(SlotRange::new(Slot::MAX, Slot::MIN), None);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SlotRange {
+    // Invariant: start <= end.
+    start: Slot,
+    end: Slot,
+}
+
+impl SlotRange {
+    /// All slots, `0..=16383`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(slotline_router::SlotRange::ALL.len(), 16384);
+    /// ```
+    pub const ALL: SlotRange = SlotRange {
+        start: Slot::MIN,
+        end: Slot::MAX,
+    };
+
+    /// `start..=end`, or `None` if `start > end`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_router::{Slot, SlotRange};
+    ///
+    /// let one = SlotRange::new(Slot::MAX, Slot::MAX).unwrap();
+    /// assert_eq!(one.len(), 1);
+    /// ```
+    #[must_use]
+    pub const fn new(start: Slot, end: Slot) -> Option<SlotRange> {
+        if start.0 <= end.0 {
+            Some(SlotRange { start, end })
+        } else {
+            None
+        }
+    }
+
+    /// The first slot.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(slotline_router::SlotRange::ALL.start().get(), 0);
+    /// ```
+    #[must_use]
+    pub const fn start(&self) -> Slot {
+        self.start
+    }
+
+    /// The last slot (inclusive).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(slotline_router::SlotRange::ALL.end().get(), 16383);
+    /// ```
+    #[must_use]
+    pub const fn end(&self) -> Slot {
+        self.end
+    }
+
+    /// The number of slots, at least 1.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(slotline_router::SlotRange::ALL.len(), 16384);
+    /// ```
+    #[must_use]
+    pub const fn len(&self) -> usize {
+        (self.end.0 - self.start.0) as usize + 1
+    }
+
+    /// Always `false`: a range holds at least one slot.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!slotline_router::SlotRange::ALL.is_empty());
+    /// ```
+    #[must_use]
+    pub const fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Whether `slot` is in the range.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_router::{Slot, SlotRange};
+    ///
+    /// assert!(SlotRange::ALL.contains(Slot::MAX));
+    /// ```
+    #[must_use]
+    pub const fn contains(&self, slot: Slot) -> bool {
+        self.start.0 <= slot.0 && slot.0 <= self.end.0
+    }
+
+    /// The slots of the range, in order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_router::{Slot, SlotRange};
+    ///
+    /// let r = SlotRange::new(Slot::new(3).unwrap(), Slot::new(5).unwrap()).unwrap();
+    /// assert_eq!(r.iter().map(Slot::get).collect::<Vec<_>>(), [3, 4, 5]);
+    /// ```
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = Slot> + ExactSizeIterator + Clone {
+        (self.start.0..=self.end.0).map(Slot)
+    }
+}
+
+impl fmt::Display for SlotRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.start, self.end)
+    }
+}
