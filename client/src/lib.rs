@@ -40,9 +40,11 @@ pub mod conn;
 pub mod error;
 #[cfg(feature = "local-cluster")]
 pub mod local;
+pub mod op;
 
 pub use config::{Config, ConfigError, NodeAddr};
 pub use conn::{Conn, ConnOptions};
 pub use error::{CommitError, Error};
 #[cfg(feature = "local-cluster")]
 pub use local::{LocalCluster, LocalServer};
+pub use op::{Completion, Op};
