@@ -1,2 +1,142 @@
-//! A lock-free, bounded MPMC ring.
+//! A bounded multi-producer multi-consumer ring with fixed memory, drop-oldest, batch
+//! operations and fill-level watermarks.
+//!
+//! [`Ring::new`] allocates every slot the ring will ever use; nothing allocates after that.
+//! Any capacity from 1 up works, not only powers of two.
+//!
+//! ```
+//! # slotline_ring::__doctest(|| {
+//! use slotline_ring::Ring;
+//!
+//! let ring = Ring::new(3);
+//! ring.try_push(1).unwrap();
+//! ring.try_push(2).unwrap();
+//! ring.try_push(3).unwrap();
+//! assert!(ring.try_push(4).is_err()); // full: the value comes back in `Full`
+//! assert_eq!(ring.force_push(4), Some(1)); // drop-oldest: 1 is evicted
+//! let mut out = Vec::new();
+//! assert_eq!(ring.pop_batch(8, &mut out), 3); // one CAS for the three items
+//! assert_eq!(out, [2, 3, 4]);
+//! # });
+//! ```
+//!
+//! # The algorithm
+//!
+//! This is Dmitry Vyukov's bounded MPMC queue as crossbeam's `ArrayQueue` builds it, with two
+//! changes: the slots are visited in a cache-friendly order, and no operation waits for
+//! another thread except an evicting [`force_push`](Ring::force_push).
+//!
+//! **Stamps, laps and indices.** `head` and `tail` are *stamps*: a slot *index* in the low bits
+//! and a *lap* count in the high bits. `one_lap` is `{ lap: 1, index: 0 }`, the smallest power of
+//! two above every index plus one. Each slot has a stamp too, saying which operation may touch
+//! it next:
+//!
+//! * slot stamp == a tail value `t`: the slot is empty, and the push at `t` may write it;
+//! * slot stamp == `t + 1`: the push at `t` has written it, the pop at head == `t` may read it;
+//! * after that pop, the stamp becomes `{ lap: lap + 1, index }`: empty for the next lap.
+//!
+//! A push reads the tail, checks that the tail's slot stamp equals the tail, claims the slot
+//! with one CAS moving the tail to the next position, writes the value, and stores
+//! `tail + 1` into the slot stamp. A pop reads the head, checks that the slot stamp is
+//! `head + 1`, claims it with one CAS on the head, moves the value out, and stores
+//! `head + one_lap`. A slot stamp one lap behind (`stamp + one_lap == tail + 1`) means the
+//! previous lap's item is still in the slot: the ring is full.
+//!
+//! **The walk.** Positions `0..capacity` are what head and tail step through; consecutive
+//! positions are `stride` slots apart, so that a producer writing position `p + 1` and a
+//! consumer reading position `p` (the usual distance when one side has caught up with the other)
+//! never share a cache line. With `stride` a power of two (`128 / size_of::<slot>()`, at most
+//! the capacity), position `i` lives in slot `(i % rows) * stride + i / rows`, where
+//! `rows = ceil(capacity / stride)`. The slot index is stored in the stamps directly, so the hot
+//! path never divides: the next stamp is `index + stride`, or, on the last row, the first row of
+//! the next column, or, after the last position, `{ lap: lap + 1, index: 0 }`. The slot array
+//! holds `rows * stride` slots: less than `stride` (at most 8) unused slots. This is the
+//! cache-line index remap of `atomic_queue`, without its power-of-two capacity.
+//!
+//! **Batches** ([`pop_batch`](Ring::pop_batch), [`push_batch`](Ring::push_batch)) read the
+//! stamps of the next `k` slots and move the head or tail past all of them with one CAS; see
+//! the [`batch`] module.
+//!
+//! **Drop-oldest.** When the tail's slot holds the oldest item, [`force_push`](Ring::force_push)
+//! claims that item with a head CAS (as a pop would), moves the tail with a plain store (no
+//! other push can claim the slot: its stamp still says written), swaps its value into the slot
+//! and returns the old one. Eviction and push are one linearizable step: the head CAS.
+//!
+//! # What `Full` and `None` mean
+//!
+//! A claimed slot stays "in flight" between its CAS and its stamp store, a few instructions,
+//! unless the thread is preempted there. Operations here never wait for it:
+//!
+//! * [`try_pop`](Ring::try_pop) returns `None` (and [`pop_batch`](Ring::pop_batch) 0) if the
+//!   slot at the head is not written for its lap: the ring is empty, **or** the producer that
+//!   claimed the next slot has not finished writing it. Items pushed after that one stay in the
+//!   ring until it lands.
+//! * [`try_push`](Ring::try_push) returns [`Full`] (and [`push_batch`](Ring::push_batch) 0) if
+//!   the slot at the tail still holds the previous lap's item: the ring is full, **or** the
+//!   consumer that claimed the oldest item has not finished moving it out (the ring then holds
+//!   `capacity - 1` items plus that one).
+//!
+//! In both cases [`len`](Ring::len) counts the in-flight slot. Without concurrency (one thread,
+//! or after the other threads are joined) `None` means empty and `Full` means full. Every item
+//! is popped, evicted or dropped exactly once, and items of one producer leave in the order it
+//! pushed them.
+//!
+//! # Progress
+//!
+//! [`try_push`](Ring::try_push), [`try_push_below`](Ring::try_push_below),
+//! [`try_pop`](Ring::try_pop), [`push_batch`](Ring::push_batch) and
+//! [`pop_batch`](Ring::pop_batch) never wait for another thread. They loop only when their CAS
+//! fails or their snapshot of the index is stale, and both happen only because another
+//! operation on the same index succeeded: the calls are lock-free. A preempted thread still
+//! delays the *items* behind it: a producer stopped between its CAS and its stamp store hides
+//! the items behind its slot from consumers (they see "not ready") until it runs again, and a
+//! consumer stopped the same way makes producers see `Full` when they reach its slot a lap later.
+//! Nothing is lost or reordered, and nobody spins: the caller decides whether to retry, park or
+//! reject. This is not SCQ-style lock-freedom of the queue as a whole (where others would skip
+//! the stalled slot); that costs several RMWs per item.
+//!
+//! [`force_push`](Ring::force_push) on a full ring is the exception: it must store, so if the
+//! oldest item is claimed by a consumer that has not moved it out yet, it waits for that
+//! consumer (spinning briefly, then yielding). It is blocking in that window only.
+//!
+//! # Memory orderings
+//!
+//! | atomic | operation | ordering | pairs with |
+//! |---|---|---|---|
+//! | slot `stamp` | store after writing a value (push, batch push, force_push) | `Release` | the `Acquire` stamp load of the consumer that reads the value |
+//! | slot `stamp` | store after moving a value out (pop, batch pop, `Drop`) | `Release` | the `Acquire` stamp load of the producer that overwrites the slot a lap later |
+//! | slot `stamp` | every load | `Acquire` | the two stores above: the value (or the slot's emptiness) is visible before we touch it |
+//! | `head`, `tail` | loads in push/pop/batches | `Relaxed` | none: only a guess, checked by the slot stamp and the CAS |
+//! | `head`, `tail` | CAS that claims slots (success / failure) | `SeqCst` / `Relaxed` | the CAS only decides ownership; values are published by stamps. `SeqCst` puts the index moves in one total order with the `SeqCst` loads below (free on x86, where any locked RMW is a full barrier) |
+//! | `tail` | plain store in an evicting `force_push` | `SeqCst` | producers and `len`'s loads; it only releases the tail to the next position |
+//! | `head`, `tail` | loads in `len`, `is_empty`, `is_full`, `try_push_below` | `SeqCst` | the CASes: the pair read is a state the ring was in |
+//!
+//! # Features
+//!
+//! * `std` (default): yield to the OS scheduler when waiting. Without it the crate is `no_std`
+//!   and needs `alloc`.
+//! * `loom`: every atomic, cell, spin hint and yield comes from loom (see `sync.rs`), so
+//!   `cargo test --features loom` model-checks the ring.
 #![cfg_attr(not(feature = "std"), no_std)]
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+
+pub mod batch;
+mod full;
+mod ring;
+mod sync;
+
+pub use crate::full::Full;
+pub use crate::ring::Ring;
+
+/// Runs a documentation example: directly, or inside `loom::model` with the `loom` feature
+/// (where the ring's atomics only work inside a model). Not part of the API.
+#[doc(hidden)]
+pub fn __doctest<F: Fn() + Send + Sync + 'static>(example: F) {
+    #[cfg(feature = "loom")]
+    loom::model(example);
+    #[cfg(not(feature = "loom"))]
+    example();
+}

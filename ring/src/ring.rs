@@ -1,0 +1,654 @@
+//! [`Ring`]: the slot array, the two indices, and the single-item operations.
+//!
+//! The algorithm, the index layout and the memory orderings are explained in the crate docs;
+//! this file follows them step by step. Every stamp update carries a `{ lap, index }` comment.
+
+use alloc::boxed::Box;
+use core::fmt;
+use core::mem::{self, MaybeUninit};
+use core::panic::{RefUnwindSafe, UnwindSafe};
+
+use crossbeam_utils::CachePadded;
+
+use crate::full::Full;
+use crate::sync::{AtomicUsize, Backoff, Ordering, UnsafeCell};
+
+/// One slot: a stamp saying whose turn it is, and room for one value.
+pub(crate) struct Slot<T> {
+    /// `{ lap, index }` of the next operation allowed on this slot. Equal to a tail value:
+    /// empty, the push at that tail may write it. Equal to that tail plus one: written, the pop
+    /// at head == that tail may read it. A pop sets it to `{ lap + 1, index }`.
+    pub(crate) stamp: AtomicUsize,
+    /// Initialised exactly while the stamp says "written" (or while the owner of the slot, the
+    /// thread that claimed it with a CAS, is between its CAS and its stamp store).
+    pub(crate) value: UnsafeCell<MaybeUninit<T>>,
+}
+
+/// A bounded multi-producer multi-consumer ring with memory fixed at [`Ring::new`].
+///
+/// See the [crate docs](crate) for the algorithm, the memory orderings and what a thread
+/// preempted in the middle of an operation does to the others.
+///
+/// # Examples
+///
+/// ```
+/// # slotline_ring::__doctest(|| {
+/// use slotline_ring::Ring;
+///
+/// let ring = Ring::new(2);
+/// assert!(ring.try_push('a').is_ok());
+/// assert!(ring.try_push('b').is_ok());
+/// assert_eq!(ring.try_push('c').unwrap_err().into_inner(), 'c');
+/// assert_eq!(ring.force_push('d'), Some('a'));
+/// assert_eq!(ring.try_pop(), Some('b'));
+/// assert_eq!(ring.try_pop(), Some('d'));
+/// assert_eq!(ring.try_pop(), None);
+/// # });
+/// ```
+pub struct Ring<T> {
+    /// `{ lap, index }` of the next slot to pop. Only a successful CAS moves it.
+    pub(crate) head: CachePadded<AtomicUsize>,
+    /// `{ lap, index }` of the next slot to push. Moved by a CAS, and by one plain store in an
+    /// evicting `force_push` (which owns the tail slot then: see there).
+    pub(crate) tail: CachePadded<AtomicUsize>,
+    /// `span` slots; only the `cap` of them on the index walk are ever used.
+    pub(crate) buffer: Box<[Slot<T>]>,
+    /// How many items the ring holds when full.
+    pub(crate) cap: usize,
+    /// `{ lap: 1, index: 0 }`: the smallest power of two above every index plus one.
+    pub(crate) one_lap: usize,
+    /// `one_lap - 1`: masks the index out of a stamp.
+    pub(crate) mask: usize,
+    /// Slots between two consecutive positions of the walk (a power of two); 1 means no remap.
+    pub(crate) stride: usize,
+    /// Rows of the remapped layout: `ceil(cap / stride)`.
+    pub(crate) rows: usize,
+    /// `rows * stride`: the length of `buffer`.
+    pub(crate) span: usize,
+    /// The index of the last position of the walk; the walk goes from here to lap + 1, index 0.
+    pub(crate) last: usize,
+}
+
+// SAFETY: a `Ring<T>` owns its items; moving it to another thread moves them, which is sound
+// when `T: Send`.
+unsafe impl<T: Send> Send for Ring<T> {}
+// SAFETY: through `&Ring<T>` a value is only moved in by the thread that claimed its empty slot
+// and moved out by the thread that claimed its full slot; the stamp protocol makes those
+// accesses exclusive and ordered (Release store / Acquire load). Values cross threads, so
+// `T: Send` is needed, and no `&T` is ever shared, so `T: Sync` is not.
+unsafe impl<T: Send> Sync for Ring<T> {}
+
+// No operation leaves the ring in a broken state if the caller panics: the only user code that
+// runs inside an operation is `Extend::extend` in `pop_batch`, and its slots are released first.
+impl<T> UnwindSafe for Ring<T> {}
+impl<T> RefUnwindSafe for Ring<T> {}
+
+/// How many slots apart two consecutive positions of the walk are: enough that they never share
+/// a 128-byte pair of cache lines (the unit x86 prefetchers pull), capped by the capacity.
+fn stride_for<T>(cap: usize) -> usize {
+    let slot = mem::size_of::<Slot<T>>().max(1);
+    let per_pair = if slot >= 128 { 1 } else { 128 / slot };
+    // Largest powers of two not above `per_pair` and `cap`.
+    let per_pair = 1 << per_pair.ilog2();
+    let cap_floor = 1 << cap.ilog2();
+    per_pair.min(cap_floor)
+}
+
+impl<T> Ring<T> {
+    /// Creates a ring that holds up to `capacity` items; all its memory is allocated here.
+    ///
+    /// Any capacity from 1 up is allowed, not only powers of two.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `capacity` is zero ("capacity must be non-zero"), or so large that the slot
+    /// array cannot be allocated.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # slotline_ring::__doctest(|| {
+    /// use slotline_ring::Ring;
+    ///
+    /// let ring: Ring<u64> = Ring::new(1000);
+    /// assert_eq!(ring.capacity(), 1000);
+    /// assert!(ring.is_empty());
+    /// # });
+    /// ```
+    pub fn new(capacity: usize) -> Self {
+        assert!(capacity > 0, "capacity must be non-zero");
+        let stride = stride_for::<T>(capacity);
+        Self::with_stride(capacity, stride)
+    }
+
+    /// Creates a ring whose consecutive positions are `stride` slots apart (1: no remap).
+    ///
+    /// For benchmarks comparing layouts; use [`Ring::new`].
+    ///
+    /// # Panics
+    ///
+    /// Panics if `capacity` is zero or `stride` is not a power of two.
+    #[doc(hidden)]
+    pub fn with_stride(capacity: usize, stride: usize) -> Self {
+        assert!(capacity > 0, "capacity must be non-zero");
+        assert!(stride.is_power_of_two(), "stride must be a power of two");
+        let stride = stride.min(1 << capacity.ilog2());
+        let rows = capacity.div_ceil(stride);
+        let span = rows
+            .checked_mul(stride)
+            .expect("ring capacity is too large");
+        // Stamps hold `index + 1` after a push, so one lap must exceed `span`.
+        let one_lap = span
+            .checked_add(1)
+            .and_then(usize::checked_next_power_of_two)
+            .expect("ring capacity is too large");
+        let last = Self::index_of(capacity - 1, rows, stride);
+
+        // Every slot starts empty for lap 0: stamp `{ lap: 0, index: i }`.
+        let buffer: Box<[Slot<T>]> = (0..span)
+            .map(|i| Slot {
+                stamp: AtomicUsize::new(i),
+                value: UnsafeCell::new(MaybeUninit::uninit()),
+            })
+            .collect();
+
+        Self {
+            // Head and tail start at `{ lap: 0, index: 0 }`.
+            head: CachePadded::new(AtomicUsize::new(0)),
+            tail: CachePadded::new(AtomicUsize::new(0)),
+            buffer,
+            cap: capacity,
+            one_lap,
+            mask: one_lap - 1,
+            stride,
+            rows,
+            span,
+            last,
+        }
+    }
+
+    /// The slot index of the `position`-th slot of the walk (`position < cap`).
+    #[inline]
+    fn index_of(position: usize, rows: usize, stride: usize) -> usize {
+        (position % rows) * stride + position / rows
+    }
+
+    /// The position on the walk (`0..cap`) of the index in `stamp`: inverse of `index_of`.
+    #[inline]
+    pub(crate) fn position(&self, stamp: usize) -> usize {
+        let index = stamp & self.mask;
+        (index & (self.stride - 1)) * self.rows + index / self.stride
+    }
+
+    /// The stamp of the walk's next position after `stamp` (a head or tail value).
+    #[inline(always)]
+    pub(crate) fn next(&self, stamp: usize) -> usize {
+        let index = stamp & self.mask;
+        if index == self.last {
+            // Set to `{ lap: lap.wrapping_add(1), index: 0 }`.
+            (stamp & !self.mask).wrapping_add(self.one_lap)
+        } else if index + self.stride < self.span {
+            // Next row, same column. Set to `{ lap, index: index + stride }`.
+            stamp + self.stride
+        } else {
+            // Last row: first row of the next column. Set to `{ lap, index: column + 1 }`.
+            stamp - index + (index & (self.stride - 1)) + 1
+        }
+    }
+
+    /// The slot a head or tail stamp points at.
+    #[inline(always)]
+    pub(crate) fn slot(&self, stamp: usize) -> &Slot<T> {
+        let index = stamp & self.mask;
+        debug_assert!(
+            index < self.buffer.len(),
+            "index {index} outside the slot array"
+        );
+        // SAFETY: every stamp the ring builds has an index from the walk, all below `span`,
+        // which is `buffer.len()` (asserted above in debug builds).
+        unsafe { self.buffer.get_unchecked(index) }
+    }
+
+    /// Number of items between a head and a tail stamp read at the same moment.
+    #[inline]
+    pub(crate) fn distance(&self, head: usize, tail: usize) -> usize {
+        let hix = self.position(head);
+        let tix = self.position(tail);
+        if hix < tix {
+            tix - hix
+        } else if hix > tix {
+            self.cap - hix + tix
+        } else if tail == head {
+            0
+        } else {
+            // Same index, tail one lap ahead.
+            self.cap
+        }
+    }
+
+    /// Pushes `value` if the ring has room.
+    ///
+    /// Never waits for another thread: if the slot at the tail still holds the previous lap's
+    /// item, the push fails at once. That happens when the ring is full, and also during the
+    /// short window in which a consumer has claimed that oldest item but not yet moved it out
+    /// (the ring then holds `capacity - 1` items plus the one being read): see
+    /// [the crate docs](crate#what-full-and-none-mean).
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Full`] holding `value` if the ring is full.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # slotline_ring::__doctest(|| {
+    /// use slotline_ring::Ring;
+    ///
+    /// let ring = Ring::new(1);
+    /// assert_eq!(ring.try_push(10), Ok(()));
+    /// let err = ring.try_push(20).unwrap_err();
+    /// assert_eq!(err.into_inner(), 20);
+    /// # });
+    /// ```
+    #[inline]
+    pub fn try_push(&self, value: T) -> Result<(), Full<T>> {
+        self.push_impl::<false>(value, usize::MAX)
+    }
+
+    /// Pushes `value` only if the ring holds fewer than `limit` items: a backpressure line
+    /// below capacity, computed from the same head and tail (no second counter).
+    ///
+    /// The check is exact at the moment of the push: the tail CAS only succeeds if no other
+    /// push happened since the length was read, and pops only shorten the ring, so a
+    /// successful call never makes the ring hold more than `limit` items. A `limit` of
+    /// `capacity()` or more behaves like [`try_push`](Ring::try_push), and 0 rejects every
+    /// value. It reads the head, a line the consumers write, so it costs one cache-line
+    /// transfer more than `try_push` under contention.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Full`] holding `value` if the ring holds `limit` or more items (or is full,
+    /// in the sense of [`try_push`](Ring::try_push)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # slotline_ring::__doctest(|| {
+    /// use slotline_ring::Ring;
+    ///
+    /// let ring = Ring::new(10);
+    /// let line = ring.capacity() * 8 / 10; // 80 %
+    /// for i in 0..line {
+    ///     ring.try_push_below(i, line).unwrap();
+    /// }
+    /// assert_eq!(ring.len(), 8);
+    /// assert_eq!(ring.try_push_below(99, line).unwrap_err().into_inner(), 99);
+    /// // The ring itself still has room above the line.
+    /// assert!(ring.try_push(99).is_ok());
+    /// # });
+    /// ```
+    #[inline]
+    pub fn try_push_below(&self, value: T, limit: usize) -> Result<(), Full<T>> {
+        self.push_impl::<true>(value, limit)
+    }
+
+    #[inline(always)]
+    fn push_impl<const BELOW: bool>(&self, value: T, limit: usize) -> Result<(), Full<T>> {
+        let mut backoff = Backoff::new();
+        let mut tail = self.tail.load(Ordering::Relaxed);
+        loop {
+            let slot = self.slot(tail);
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            if stamp == tail {
+                // The slot is empty for this lap.
+                if BELOW {
+                    let head = self.head.load(Ordering::SeqCst);
+                    if self.distance(head, tail) >= limit {
+                        return Err(Full(value));
+                    }
+                }
+                let new_tail = self.next(tail);
+                match self.tail.compare_exchange_weak(
+                    tail,
+                    new_tail,
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        // SAFETY: the CAS made this thread the only owner of the empty slot
+                        // until the stamp store below; the Acquire load of `stamp == tail`
+                        // ordered us after the consumer that emptied it.
+                        slot.value
+                            .with_mut(|cell| unsafe { cell.write(MaybeUninit::new(value)) });
+                        // Set to `{ lap, index: index + 1 }`: written.
+                        slot.stamp.store(tail.wrapping_add(1), Ordering::Release);
+                        return Ok(());
+                    }
+                    Err(current) => {
+                        tail = current;
+                        backoff.spin();
+                    }
+                }
+            } else if stamp.wrapping_add(self.one_lap) == tail.wrapping_add(1) {
+                // The slot still holds the previous lap's item: full (or that item is being
+                // popped right now; we do not wait for it).
+                return Err(Full(value));
+            } else {
+                // Our tail is stale: another push already took this slot.
+                backoff.spin();
+                tail = self.tail.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Pushes `value`, evicting the oldest item if the ring is full (drop-oldest).
+    ///
+    /// Always stores `value`. When the ring is full, one CAS on the head claims the oldest
+    /// item and `value` takes its slot, which becomes the newest: the eviction and the push are
+    /// one linearizable operation, not a pop followed by a push, so no other producer can
+    /// slip in between and no consumer sees the ring shrink. If a consumer has claimed the
+    /// oldest item but not finished moving it out, `force_push` waits for it (the one place
+    /// the ring waits for another thread; see [the crate docs](crate#progress)).
+    ///
+    /// The evicted item is returned, not dropped: its drop (user code) runs in the caller,
+    /// after the ring is consistent again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # slotline_ring::__doctest(|| {
+    /// use slotline_ring::Ring;
+    ///
+    /// let ring = Ring::new(2);
+    /// assert_eq!(ring.force_push(1), None);
+    /// assert_eq!(ring.force_push(2), None);
+    /// assert_eq!(ring.force_push(3), Some(1));
+    /// assert_eq!(ring.try_pop(), Some(2));
+    /// assert_eq!(ring.try_pop(), Some(3));
+    /// # });
+    /// ```
+    pub fn force_push(&self, value: T) -> Option<T> {
+        let mut backoff = Backoff::new();
+        let mut tail = self.tail.load(Ordering::Relaxed);
+        loop {
+            let slot = self.slot(tail);
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            let new_tail = self.next(tail);
+            if stamp == tail {
+                match self.tail.compare_exchange_weak(
+                    tail,
+                    new_tail,
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        // SAFETY: as in `try_push`: the CAS gave us the empty slot.
+                        slot.value
+                            .with_mut(|cell| unsafe { cell.write(MaybeUninit::new(value)) });
+                        // Set to `{ lap, index: index + 1 }`: written.
+                        slot.stamp.store(tail.wrapping_add(1), Ordering::Release);
+                        return None;
+                    }
+                    Err(current) => {
+                        tail = current;
+                        backoff.spin();
+                    }
+                }
+            } else if stamp.wrapping_add(self.one_lap) == tail.wrapping_add(1) {
+                // The slot holds the oldest item, one lap behind. If the head still points at
+                // it, the ring is full: claim it as a consumer would.
+                // `{ lap: lap - 1, index }` and the head's next position.
+                let head = tail.wrapping_sub(self.one_lap);
+                let new_head = new_tail.wrapping_sub(self.one_lap);
+                if self
+                    .head
+                    .compare_exchange_weak(head, new_head, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    // We own the slot now as both its consumer and its producer. Producers see
+                    // its old stamp and report full (it is), so a plain store moves the tail.
+                    self.tail.store(new_tail, Ordering::SeqCst);
+                    // SAFETY: the head CAS gave us the written slot (its stamp, loaded with
+                    // Acquire, said written for the previous lap), and no producer can claim it
+                    // before the stamp store below.
+                    let old = slot.value.with_mut(|cell| unsafe {
+                        cell.replace(MaybeUninit::new(value)).assume_init()
+                    });
+                    // Set to `{ lap, index: index + 1 }`: written for this lap.
+                    slot.stamp.store(tail.wrapping_add(1), Ordering::Release);
+                    return Some(old);
+                }
+                // A consumer (or another evicting push) is taking the oldest item: wait for it
+                // to release the slot.
+                backoff.snooze();
+                tail = self.tail.load(Ordering::Relaxed);
+            } else {
+                backoff.spin();
+                tail = self.tail.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Pops the oldest item, if one is ready.
+    ///
+    /// Never waits for another thread: returns `None` when the ring is empty, and also during
+    /// the short window in which a producer has claimed the next slot but not yet written it
+    /// (see [the crate docs](crate#what-full-and-none-mean)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # slotline_ring::__doctest(|| {
+    /// use slotline_ring::Ring;
+    ///
+    /// let ring = Ring::new(3);
+    /// assert_eq!(ring.try_pop(), None);
+    /// ring.try_push("x").unwrap();
+    /// ring.try_push("y").unwrap();
+    /// assert_eq!(ring.try_pop(), Some("x"));
+    /// assert_eq!(ring.try_pop(), Some("y"));
+    /// assert_eq!(ring.try_pop(), None);
+    /// # });
+    /// ```
+    #[inline]
+    pub fn try_pop(&self) -> Option<T> {
+        let mut backoff = Backoff::new();
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            let slot = self.slot(head);
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            if stamp == head.wrapping_add(1) {
+                // Written for this lap.
+                let new_head = self.next(head);
+                match self.head.compare_exchange_weak(
+                    head,
+                    new_head,
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        // SAFETY: the CAS made us the only consumer of this written slot; the
+                        // Acquire load of its stamp ordered us after the producer's write.
+                        let value = slot
+                            .value
+                            .with_mut(|cell| unsafe { cell.read().assume_init() });
+                        // Set to `{ lap: lap + 1, index }`: empty for the next lap.
+                        slot.stamp
+                            .store(head.wrapping_add(self.one_lap), Ordering::Release);
+                        return Some(value);
+                    }
+                    Err(current) => {
+                        head = current;
+                        backoff.spin();
+                    }
+                }
+            } else if stamp == head {
+                // Not written for this lap: empty (or being written; we do not wait for it).
+                return None;
+            } else {
+                // Our head is stale: another pop already took this slot.
+                backoff.spin();
+                head = self.head.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The number of items the ring holds when full.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # slotline_ring::__doctest(|| {
+    /// use slotline_ring::Ring;
+    ///
+    /// let ring = Ring::<String>::new(7);
+    /// assert_eq!(ring.capacity(), 7);
+    /// # });
+    /// ```
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// The number of items in the ring, counting those being pushed or popped right now.
+    ///
+    /// Under concurrency the answer can be stale as soon as it is returned, but it was true at
+    /// one moment: the tail is read again after the head until it has not moved.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # slotline_ring::__doctest(|| {
+    /// use slotline_ring::Ring;
+    ///
+    /// let ring = Ring::new(5);
+    /// ring.try_push(1).unwrap();
+    /// ring.try_push(2).unwrap();
+    /// assert_eq!(ring.len(), 2);
+    /// # });
+    /// ```
+    pub fn len(&self) -> usize {
+        loop {
+            let tail = self.tail.load(Ordering::SeqCst);
+            let head = self.head.load(Ordering::SeqCst);
+            // If the tail did not move, (head, tail) is a snapshot of one moment.
+            if self.tail.load(Ordering::SeqCst) == tail {
+                return self.distance(head, tail);
+            }
+        }
+    }
+
+    /// Whether the ring holds no items.
+    ///
+    /// Under concurrency "empty" can stop being true at once (a push can land), and so can
+    /// "not empty"; either answer was true at the moment the head was read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # slotline_ring::__doctest(|| {
+    /// use slotline_ring::Ring;
+    ///
+    /// let ring = Ring::new(1);
+    /// assert!(ring.is_empty());
+    /// ring.try_push(()).unwrap();
+    /// assert!(!ring.is_empty());
+    /// # });
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        let head = self.head.load(Ordering::SeqCst);
+        let tail = self.tail.load(Ordering::SeqCst);
+        // The head cannot pass the tail, so if the tail equals the head read before it, the
+        // ring was empty when the tail was read; if it differs, it was not empty then.
+        tail == head
+    }
+
+    /// Whether the ring is full.
+    ///
+    /// Under concurrency either answer can go stale at once; it was true when the head was
+    /// read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # slotline_ring::__doctest(|| {
+    /// use slotline_ring::Ring;
+    ///
+    /// let ring = Ring::new(1);
+    /// assert!(!ring.is_full());
+    /// ring.try_push(0u8).unwrap();
+    /// assert!(ring.is_full());
+    /// # });
+    /// ```
+    pub fn is_full(&self) -> bool {
+        let tail = self.tail.load(Ordering::SeqCst);
+        let head = self.head.load(Ordering::SeqCst);
+        // The head, read after the tail, is a lap behind it only if the ring was full then.
+        head.wrapping_add(self.one_lap) == tail
+    }
+
+    /// The fill level as a fraction of capacity, from 0.0 (empty) to 1.0 (full).
+    ///
+    /// Computed from [`len`](Ring::len), so it is exactly as fresh.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # slotline_ring::__doctest(|| {
+    /// use slotline_ring::Ring;
+    ///
+    /// let ring = Ring::new(4);
+    /// ring.try_push(1).unwrap();
+    /// assert_eq!(ring.fill(), 0.25);
+    /// # });
+    /// ```
+    pub fn fill(&self) -> f64 {
+        self.len() as f64 / self.cap as f64
+    }
+
+    /// The fill level in per-mille of capacity, rounded down: 0 (empty) to 1000 (full).
+    ///
+    /// Integer-only, for metrics and thresholds that avoid floats.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # slotline_ring::__doctest(|| {
+    /// use slotline_ring::Ring;
+    ///
+    /// let ring = Ring::new(3);
+    /// ring.try_push(1).unwrap();
+    /// assert_eq!(ring.fill_permille(), 333);
+    /// ring.try_push(2).unwrap();
+    /// ring.try_push(3).unwrap();
+    /// assert_eq!(ring.fill_permille(), 1000);
+    /// # });
+    /// ```
+    pub fn fill_permille(&self) -> u32 {
+        // `len <= cap`, so the quotient is at most 1000; u128 keeps `len * 1000` exact.
+        (self.len() as u128 * 1000 / self.cap as u128) as u32
+    }
+}
+
+impl<T> Drop for Ring<T> {
+    fn drop(&mut self) {
+        if !mem::needs_drop::<T>() {
+            return;
+        }
+        // `&mut self`: no operation is in flight, so every slot from head to tail is written.
+        let head = self.head.load(Ordering::Relaxed);
+        let tail = self.tail.load(Ordering::Relaxed);
+        let left = self.distance(head, tail);
+        // Dropping the iterator drops each item once, and keeps going if one drop panics.
+        drop(crate::batch::Taken::new(self, head, left));
+    }
+}
+
+impl<T> fmt::Debug for Ring<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ring")
+            .field("len", &self.len())
+            .field("capacity", &self.cap)
+            .finish_non_exhaustive()
+    }
+}

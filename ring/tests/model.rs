@@ -1,0 +1,141 @@
+//! Random single-threaded operation sequences checked against a `VecDeque` model.
+#![cfg(not(feature = "loom"))]
+
+use std::collections::VecDeque;
+
+use proptest::prelude::*;
+use slotline_ring::{Full, Ring};
+
+#[derive(Debug, Clone)]
+enum Op {
+    Push(u32),
+    Pop,
+    Force(u32),
+    PopBatch(usize),
+    PushBatch(Vec<u32>),
+    PushBelow(u32, usize),
+    Check,
+}
+
+fn op(cap: usize) -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => any::<u32>().prop_map(Op::Push),
+        4 => Just(Op::Pop),
+        2 => any::<u32>().prop_map(Op::Force),
+        2 => (0..cap + 3).prop_map(Op::PopBatch),
+        2 => proptest::collection::vec(any::<u32>(), 0..cap + 3).prop_map(Op::PushBatch),
+        2 => (any::<u32>(), 0..cap + 2).prop_map(|(v, l)| Op::PushBelow(v, l)),
+        1 => Just(Op::Check),
+    ]
+}
+
+fn case() -> impl Strategy<Value = (usize, usize, Vec<Op>)> {
+    let cap = prop_oneof![1..=17usize, Just(31), Just(64), Just(100), Just(1000)];
+    (cap, prop_oneof![Just(0usize), 0..5usize]).prop_flat_map(|(cap, stride_log)| {
+        (
+            Just(cap),
+            Just(stride_log),
+            proptest::collection::vec(op(cap.min(40)), 0..300),
+        )
+    })
+}
+
+/// Runs `ops` on a ring (stride `2^stride_log`, or the default layout for 0) and on the model.
+fn check(cap: usize, stride_log: usize, ops: &[Op]) {
+    let ring = if stride_log == 0 {
+        Ring::new(cap)
+    } else {
+        Ring::with_stride(cap, 1 << stride_log)
+    };
+    let mut model: VecDeque<u32> = VecDeque::new();
+    for (step, op) in ops.iter().enumerate() {
+        match op {
+            Op::Push(v) => {
+                let got = ring.try_push(*v);
+                if model.len() < cap {
+                    model.push_back(*v);
+                    assert_eq!(got, Ok(()), "step {step}: {op:?}");
+                } else {
+                    assert_eq!(got, Err(Full(*v)), "step {step}: {op:?}");
+                }
+            }
+            Op::Pop => assert_eq!(ring.try_pop(), model.pop_front(), "step {step}"),
+            Op::Force(v) => {
+                let evicted = if model.len() == cap {
+                    model.pop_front()
+                } else {
+                    None
+                };
+                model.push_back(*v);
+                assert_eq!(ring.force_push(*v), evicted, "step {step}: {op:?}");
+            }
+            Op::PopBatch(max) => {
+                let mut out = Vec::new();
+                let n = ring.pop_batch(*max, &mut out);
+                let want: Vec<u32> = model.drain(..(*max).min(model.len())).collect();
+                assert_eq!(n, want.len(), "step {step}: {op:?}");
+                assert_eq!(out, want, "step {step}: {op:?}");
+            }
+            Op::PushBatch(items) => {
+                let mut rest = items.clone();
+                let n = ring.push_batch(&mut rest);
+                let fit = items.len().min(cap - model.len());
+                assert_eq!(n, fit, "step {step}: {op:?}");
+                assert_eq!(rest, items[fit..], "step {step}: {op:?}");
+                model.extend(&items[..fit]);
+            }
+            Op::PushBelow(v, limit) => {
+                let got = ring.try_push_below(*v, *limit);
+                if model.len() < *limit && model.len() < cap {
+                    model.push_back(*v);
+                    assert_eq!(got, Ok(()), "step {step}: {op:?}");
+                } else {
+                    assert_eq!(got, Err(Full(*v)), "step {step}: {op:?}");
+                }
+            }
+            Op::Check => {}
+        }
+        assert_eq!(ring.len(), model.len(), "len after step {step}: {op:?}");
+        assert_eq!(ring.is_empty(), model.is_empty(), "step {step}");
+        assert_eq!(ring.is_full(), model.len() == cap, "step {step}");
+        assert_eq!(
+            ring.fill_permille() as usize,
+            model.len() * 1000 / cap,
+            "step {step}"
+        );
+    }
+    let mut rest = Vec::new();
+    ring.pop_batch(usize::MAX, &mut rest);
+    assert_eq!(rest, model.into_iter().collect::<Vec<_>>());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: if cfg!(miri) { 8 } else { 512 },
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn ring_matches_vecdeque_model((cap, stride_log, ops) in case()) {
+        check(cap, stride_log, &ops);
+    }
+}
+
+#[test]
+fn every_layout_walks_every_slot_once_per_lap() {
+    for cap in 1..=70 {
+        for stride_log in 0..5 {
+            let ring = Ring::with_stride(cap, 1 << stride_log);
+            for lap in 0..3u32 {
+                for i in 0..cap as u32 {
+                    ring.try_push(lap * 1000 + i).unwrap();
+                }
+                assert!(ring.is_full(), "cap {cap} stride 2^{stride_log}");
+                for i in 0..cap as u32 {
+                    assert_eq!(ring.try_pop(), Some(lap * 1000 + i));
+                }
+                assert!(ring.is_empty());
+            }
+        }
+    }
+}
