@@ -40,6 +40,7 @@ pub mod conn;
 pub mod error;
 #[cfg(feature = "local-cluster")]
 pub mod local;
+pub mod metrics;
 pub mod op;
 
 pub use config::{Config, ConfigError, NodeAddr};
@@ -47,4 +48,5 @@ pub use conn::{Conn, ConnOptions};
 pub use error::{CommitError, Error};
 #[cfg(feature = "local-cluster")]
 pub use local::{LocalCluster, LocalServer};
+pub use metrics::{Metrics, MetricsSnapshot};
 pub use op::{Completion, Op};
