@@ -32,6 +32,30 @@
 //! - [`error`]: [`Error`] and [`CommitError`].
 //! - `local` (feature `local-cluster`, on by default): [`LocalCluster`] and [`LocalServer`],
 //!   real `redis-server` processes on free loopback ports for tests, benches and demos.
+//!
+//! # Example: one write by hand, the way a shard writer will do it
+//!
+//! ```no_run
+//! use std::time::Instant;
+//! use slotline_client::{Config, Conn, ConnOptions, LocalServer, Op};
+//!
+//! let server = LocalServer::start()?;
+//! let config = Config::from_yaml_str("tcp_tuning: { so_sndbuf: 1048576 }")?;
+//! let mut conn = Conn::connect(&server.addr(), &ConnOptions::from_config(&config))?;
+//!
+//! let (op, completion) = Op::set(b"geo:{user42}", b"52.52,13.40", Instant::now() + config.commit.timeout);
+//! if op.claim_for_send() {
+//!     let mut outcome = Ok(());
+//!     conn.pipeline_packed([op.packed()], |_, reply| {
+//!         if let Err(err) = reply {
+//!             outcome = Err(slotline_client::CommitError::Server { message: err.to_string() });
+//!         }
+//!     })?;
+//!     op.complete(outcome);
+//! }
+//! assert_eq!(completion.wait(), Ok(()));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
