@@ -59,6 +59,8 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod client;
+mod cluster;
 pub mod config;
 pub mod conn;
 pub mod error;
@@ -66,7 +68,10 @@ pub mod error;
 pub mod local;
 pub mod metrics;
 pub mod op;
+mod writer;
 
+pub use client::{Client, CommitFuture};
+pub use cluster::{MAX_WRITERS, REFRESH_INTERVAL};
 pub use config::{Config, ConfigError, NodeAddr};
 pub use conn::{Conn, ConnOptions};
 pub use error::{CommitError, Error};

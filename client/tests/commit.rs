@@ -1,0 +1,356 @@
+//! `Client` against a real local Redis Cluster (3 masters + 3 replicas), started by the tests.
+#![cfg(not(feature = "loom"))]
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use slotline_client::config::FallbackStrategy;
+use slotline_client::conn::Conn;
+use slotline_client::local::LocalCluster;
+use slotline_client::{Client, CommitError, Config};
+
+fn cluster() -> LocalCluster {
+    LocalCluster::start().unwrap_or_else(|e| panic!("cannot start a local Redis Cluster: {e}"))
+}
+
+/// Reads `key` from whichever master owns it, with plain connections (not the client).
+fn get(masters: &mut [Conn], key: &[u8]) -> Option<Vec<u8>> {
+    for conn in masters.iter_mut() {
+        match conn
+            .query(redis::cmd("GET").arg(key))
+            .expect("GET on a master")
+        {
+            Ok(redis::Value::BulkString(v)) => return Some(v),
+            Ok(redis::Value::Nil) => return None,
+            Ok(other) => panic!("GET {key:?} returned {other:?}"),
+            Err(e) if e.code() == "MOVED" => continue,
+            Err(e) => panic!("GET {key:?} failed: {e}"),
+        }
+    }
+    panic!("no master owns {key:?}")
+}
+
+fn masters(cluster: &LocalCluster) -> Vec<Conn> {
+    let opts = slotline_client::ConnOptions::from_config(&cluster.config());
+    cluster
+        .master_addrs()
+        .iter()
+        .map(|addr| Conn::connect(addr, &opts).expect("connect to a master"))
+        .collect()
+}
+
+#[test]
+fn committed_values_are_read_back_from_the_owning_masters() {
+    let cluster = cluster();
+    let client = Arc::new(Client::connect(cluster.config()).expect("connect"));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let client = Arc::clone(&client);
+            thread::spawn(move || {
+                for i in 0..500 {
+                    let key = format!("geo:{{user{t}-{i}}}");
+                    let value = format!("{t}.{i},{}", t * i);
+                    client
+                        .commit(key.as_bytes(), value.as_bytes())
+                        .unwrap_or_else(|e| panic!("commit {key}: {e}"));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("committer thread");
+    }
+    let mut masters = masters(&cluster);
+    for t in 0..8 {
+        for i in 0..500 {
+            let key = format!("geo:{{user{t}-{i}}}");
+            let want = format!("{t}.{i},{}", t * i);
+            assert_eq!(
+                get(&mut masters, key.as_bytes()).as_deref(),
+                Some(want.as_bytes()),
+                "key {key}"
+            );
+        }
+    }
+    let metrics = client.metrics();
+    assert_eq!(metrics.total.commits, 4000, "{metrics:?}");
+}
+
+#[test]
+fn hash_tagged_keys_land_on_one_slot_and_commit_cmd_writes_them() {
+    let cluster = cluster();
+    let client = Client::connect(cluster.config()).expect("connect");
+    let mut cmd = redis::cmd("HSET");
+    cmd.arg("geo:{user7}:profile").arg("name").arg("ada");
+    client.commit_cmd(&cmd).expect("HSET");
+    let mut cmd = redis::cmd("GEOADD");
+    cmd.arg("geo:{user7}:trail")
+        .arg(13.405)
+        .arg(52.52)
+        .arg("t1");
+    client.commit_cmd(&cmd).expect("GEOADD");
+    // Both keys share the tag `user7`: one slot, so one node answers both in one MULTI-free read.
+    let slot = slotline_router::key_slot(b"user7");
+    assert_eq!(slotline_router::key_slot(b"geo:{user7}:profile"), slot);
+    assert_eq!(slotline_router::key_slot(b"geo:{user7}:trail"), slot);
+    let mut masters = masters(&cluster);
+    let mut found = false;
+    for conn in masters.iter_mut() {
+        let reply = conn
+            .query(redis::cmd("HGET").arg("geo:{user7}:profile").arg("name"))
+            .expect("HGET");
+        if let Ok(v) = reply {
+            assert_eq!(v, redis::Value::BulkString(b"ada".to_vec()));
+            let n = conn
+                .query(redis::cmd("ZCARD").arg("geo:{user7}:trail"))
+                .expect("ZCARD");
+            assert_eq!(n, Ok(redis::Value::Int(1)));
+            found = true;
+        }
+    }
+    assert!(found, "no master holds the hash-tagged keys");
+}
+
+#[test]
+fn a_server_error_reaches_the_caller_as_a_typed_error() {
+    let cluster = cluster();
+    let client = Client::connect(cluster.config()).expect("connect");
+    client
+        .commit_cmd(redis::cmd("SET").arg("k").arg("v"))
+        .expect("SET");
+    let err = client
+        .commit_cmd(redis::cmd("LPUSH").arg("k").arg("x"))
+        .expect_err("LPUSH on a string key must fail");
+    match &err {
+        CommitError::Server { message } => assert!(message.contains("WRONGTYPE"), "{message}"),
+        other => panic!("expected a server error, got {other:?}"),
+    }
+    assert!(!err.may_have_been_applied());
+}
+
+#[test]
+fn commit_async_resolves_without_a_runtime() {
+    let cluster = cluster();
+    let client = Client::connect(cluster.config()).expect("connect");
+    let result = block_on(client.commit_async(b"geo:{async}", b"1,2"));
+    assert_eq!(result, Ok(()));
+    let mut masters = masters(&cluster);
+    assert_eq!(
+        get(&mut masters, b"geo:{async}").as_deref(),
+        Some(&b"1,2"[..])
+    );
+}
+
+#[test]
+fn wait_for_one_replica_succeeds_and_for_more_than_exist_falls_short() {
+    let cluster = cluster();
+    let mut config = cluster.config();
+    config.ack.replicas = 1;
+    config.ack.timeout = Duration::from_millis(500);
+    let client = Client::connect(config).expect("connect");
+    for i in 0..50 {
+        client
+            .commit(format!("acked:{i}").as_bytes(), b"v")
+            .unwrap_or_else(|e| panic!("commit with WAIT 1: {e}"));
+    }
+    drop(client);
+
+    let mut config = cluster.config();
+    config.ack.replicas = 2; // each master has one replica
+    config.ack.timeout = Duration::from_millis(50);
+    let client = Client::connect(config).expect("connect");
+    let err = client
+        .commit(b"short", b"v")
+        .expect_err("WAIT 2 with one replica");
+    assert_eq!(
+        err,
+        CommitError::ReplicationShortfall {
+            wanted: 2,
+            confirmed: 1
+        }
+    );
+}
+
+/// Pauses (SIGSTOP) every master, runs `f`, and resumes them even if `f` panicked.
+fn with_masters_paused<T>(cluster: &LocalCluster, f: impl FnOnce() -> T) -> T {
+    let masters: Vec<usize> = cluster
+        .nodes()
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.role == slotline_client::local::Role::Master)
+        .map(|(i, _)| i)
+        .collect();
+    for &i in &masters {
+        cluster.pause_node(i).expect("SIGSTOP a master");
+    }
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    for &i in &masters {
+        cluster.resume_node(i).expect("SIGCONT a master");
+    }
+    out.unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// One shard, a ring of 16 with the backpressure line at 8, batches of 4: at most 8 ops wait
+/// in the ring and 4 in the writer, whatever the number of callers.
+fn tight_config(cluster: &LocalCluster, strategy: FallbackStrategy) -> Config {
+    let mut config = cluster.config();
+    config.shard_config.total_shards = 1;
+    config.shard_config.ring_buffer_capacity = 16;
+    config.backpressure.threshold_percent = 50;
+    config.backpressure.fallback_strategy = strategy;
+    config.batching.max_batch = 4;
+    config.commit.timeout = Duration::from_secs(5);
+    config
+}
+
+const CALLERS: usize = 64;
+/// Ops that can be accepted while nothing drains: the ring's limit plus one writer batch.
+const HELD: usize = 8 + 4;
+
+/// Starts `CALLERS` threads that each commit one key, waits until they have all tried, and
+/// returns their handles.
+fn flood(client: &Arc<Client>) -> Vec<thread::JoinHandle<Result<(), CommitError>>> {
+    let handles: Vec<_> = (0..CALLERS)
+        .map(|t| {
+            let client = Arc::clone(client);
+            thread::spawn(move || client.commit(format!("p:{t}").as_bytes(), b"v"))
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(400));
+    handles
+}
+
+#[test]
+fn reject_policy_refuses_at_once_while_a_master_is_paused() {
+    let cluster = cluster();
+    let client = Arc::new(
+        Client::connect(tight_config(&cluster, FallbackStrategy::Reject)).expect("connect"),
+    );
+    client.commit(b"warm", b"up").expect("warm-up");
+    let handles = with_masters_paused(&cluster, || {
+        let handles = flood(&client);
+        let pending: usize = client
+            .metrics()
+            .shards
+            .iter()
+            .map(|s| s.ring.map_or(0, |r| r.len))
+            .sum();
+        assert!(
+            pending <= 8,
+            "{pending} ops wait in a ring whose limit is 8"
+        );
+        handles
+    });
+    let (mut ok, mut rejected) = (0, 0);
+    for h in handles {
+        match h.join().expect("caller") {
+            Ok(()) => ok += 1,
+            Err(CommitError::Rejected) => rejected += 1,
+            Err(e) => panic!("unexpected outcome {e:?}"),
+        }
+    }
+    assert!(
+        rejected >= CALLERS - HELD,
+        "only {rejected} rejected, {ok} committed"
+    );
+    assert_eq!(ok + rejected, CALLERS);
+    assert_eq!(client.metrics().total.rejections, rejected as u64);
+}
+
+#[test]
+fn drop_oldest_policy_evicts_the_oldest_waiting_write() {
+    let cluster = cluster();
+    let client = Arc::new(
+        Client::connect(tight_config(&cluster, FallbackStrategy::DropOldest)).expect("connect"),
+    );
+    client.commit(b"warm", b"up").expect("warm-up");
+    let handles = with_masters_paused(&cluster, || flood(&client));
+    let (mut ok, mut dropped) = (0, 0);
+    for h in handles {
+        match h.join().expect("caller") {
+            Ok(()) => ok += 1,
+            Err(CommitError::Dropped) => dropped += 1,
+            Err(e) => panic!("unexpected outcome {e:?}"),
+        }
+    }
+    assert!(
+        dropped >= CALLERS - HELD,
+        "only {dropped} dropped, {ok} committed"
+    );
+    assert!(ok >= 1, "the newest writes must survive");
+    assert_eq!(ok + dropped, CALLERS);
+}
+
+#[test]
+fn block_policy_waits_for_room_until_the_deadline() {
+    let cluster = cluster();
+    let mut config = tight_config(&cluster, FallbackStrategy::Block);
+    config.commit.timeout = Duration::from_millis(250);
+    let client = Arc::new(Client::connect(config).expect("connect"));
+    client.commit(b"warm", b"up").expect("warm-up");
+    let handles = with_masters_paused(&cluster, || {
+        let handles = flood(&client);
+        // Give every blocked caller time to reach its deadline while nothing drains.
+        thread::sleep(Duration::from_millis(200));
+        handles
+    });
+    let mut not_applied = 0;
+    for h in handles {
+        match h.join().expect("caller") {
+            Ok(()) => {}
+            Err(CommitError::DeadlineExceeded {
+                may_have_been_applied: false,
+            }) => not_applied += 1,
+            Err(CommitError::DeadlineExceeded {
+                may_have_been_applied: true,
+            }) => {}
+            Err(e) => panic!("unexpected outcome {e:?}"),
+        }
+    }
+    assert!(
+        not_applied >= CALLERS - HELD,
+        "only {not_applied} timed out unsent"
+    );
+}
+
+#[test]
+fn deadline_passes_while_a_master_is_paused() {
+    let cluster = cluster();
+    let mut config = cluster.config();
+    config.commit.timeout = Duration::from_millis(300);
+    let client = Client::connect(config).expect("connect");
+    client.commit(b"warm", b"up").expect("warm-up commit");
+    let (err, waited) = with_masters_paused(&cluster, || {
+        let start = Instant::now();
+        let err = client
+            .commit(b"late", b"v")
+            .expect_err("no master can answer");
+        (err, start.elapsed())
+    });
+    assert!(
+        matches!(err, CommitError::DeadlineExceeded { .. }),
+        "{err:?}"
+    );
+    assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+}
+
+/// A minimal executor: polls on this thread, parks between wake-ups.
+fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => thread::park_timeout(Duration::from_millis(10)),
+        }
+    }
+}
