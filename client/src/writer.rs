@@ -252,6 +252,11 @@ impl Writer {
             return;
         }
         self.generation = generation;
+        // Keep connections only to nodes that are still masters: the link list stays as short
+        // as the cluster, however many nodes redirects named over time.
+        let snapshot = self.shared.topology.snapshot();
+        self.links
+            .retain(|l| snapshot.masters().any(|m| m.addr == l.addr));
         self.owned.clear();
         for shard in 0..self.shared.rings.len() {
             if self.shared.topology.owner(shard) == self.id {
