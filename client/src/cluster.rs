@@ -212,12 +212,12 @@ pub(crate) fn fetch(
 fn fetch_one(node: &NodeAddr, opts: &ConnOptions) -> Result<NodeMap, Error> {
     let mut conn = Conn::connect(node, &opts.for_node(node))?;
     let addr = conn.addr().to_owned();
-    let shards = conn.query(&redis::cmd("CLUSTER").arg("SHARDS"))?;
+    let shards = conn.query(redis::cmd("CLUSTER").arg("SHARDS"))?;
     let parsed = match shards {
         Ok(reply) => NodeMap::from_cluster_shards(&to_router_value(reply)),
         Err(_) => {
             let slots = conn
-                .query(&redis::cmd("CLUSTER").arg("SLOTS"))?
+                .query(redis::cmd("CLUSTER").arg("SLOTS"))?
                 .map_err(|e| Error::Server {
                     addr: addr.clone(),
                     message: e.to_string(),
