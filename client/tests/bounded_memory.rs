@@ -1,0 +1,125 @@
+//! Under load against paused masters, the client's memory stays flat while callers get
+//! backpressure errors: every pending write waits in a fixed-size ring or a writer's batch.
+//!
+//! Alone in its own test binary so that the process's RSS is this test's.
+#![cfg(not(feature = "loom"))]
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use slotline_client::config::FallbackStrategy;
+use slotline_client::local::{LocalCluster, Role};
+use slotline_client::{Client, CommitError};
+
+/// This process's resident set size, in KiB, from `/proc/self/status`.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc/self/status")
+}
+
+#[test]
+fn memory_stays_flat_while_paused_masters_push_back() {
+    let cluster = LocalCluster::start().unwrap_or_else(|e| panic!("local cluster: {e}"));
+    let mut config = cluster.config();
+    // Few slots for pending writes, so that 32 callers overrun them: one shard, a ring of 16
+    // with the line at 80 % (12), batches of 4.
+    config.shard_config.total_shards = 1;
+    config.shard_config.ring_buffer_capacity = 16;
+    config.batching.max_batch = 4;
+    config.backpressure.fallback_strategy = FallbackStrategy::Reject;
+    config.commit.timeout = Duration::from_secs(1);
+    config.redis_pool.read_timeout = Duration::from_millis(200);
+    let client = Arc::new(Client::connect(config).expect("connect"));
+    client.commit(b"warm", b"up").expect("warm-up commit");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let rejected = Arc::new(AtomicU64::new(0));
+    let value = vec![b'x'; 512];
+    let callers: Vec<_> = (0..32)
+        .map(|t| {
+            let (client, stop, rejected, value) = (
+                Arc::clone(&client),
+                Arc::clone(&stop),
+                Arc::clone(&rejected),
+                value.clone(),
+            );
+            thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("mem:{{{t}-{i}}}");
+                    match client.commit(key.as_bytes(), &value) {
+                        Err(CommitError::Rejected) => {
+                            rejected.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(()) | Err(CommitError::DeadlineExceeded { .. }) => {}
+                        Err(e) => panic!("unexpected outcome {e:?}"),
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+
+    // Let the load settle, then pause writes on every master for 3 s.
+    thread::sleep(Duration::from_millis(500));
+    let masters: Vec<usize> = cluster
+        .nodes()
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.role == Role::Master)
+        .map(|(i, _)| i)
+        .collect();
+    for &i in &masters {
+        let reply = cluster
+            .query(i, redis::cmd("CLIENT").arg("PAUSE").arg(3000).arg("WRITE"))
+            .expect("CLIENT PAUSE");
+        assert!(reply.is_ok(), "CLIENT PAUSE: {reply:?}");
+    }
+    let paused_at = Instant::now();
+    let mut samples = Vec::new();
+    while paused_at.elapsed() < Duration::from_millis(2800) {
+        samples.push((
+            paused_at.elapsed(),
+            rss_kib(),
+            rejected.load(Ordering::Relaxed),
+        ));
+        thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in callers {
+        c.join().expect("caller");
+    }
+
+    // The rings fill within the first second of the pause; after that, memory must not grow
+    // while rejections keep coming.
+    let settled: Vec<_> = samples
+        .iter()
+        .filter(|(t, _, _)| *t >= Duration::from_millis(1000))
+        .collect();
+    let first = settled.first().expect("samples after 1 s");
+    let last = settled.last().expect("samples after 1 s");
+    let peak = settled.iter().map(|s| s.1).max().expect("samples");
+    eprintln!(
+        "paused 1 s → 2.8 s: RSS {} → {} KiB (peak {peak}), rejections {} → {}",
+        first.1, last.1, first.2, last.2
+    );
+    assert!(
+        last.2 > first.2 + 1000,
+        "callers must keep getting backpressure errors: {} → {}",
+        first.2,
+        last.2
+    );
+    assert!(
+        peak <= first.1 + 2048,
+        "RSS grew from {} KiB to {} KiB while the masters were paused",
+        first.1,
+        peak
+    );
+}
