@@ -22,9 +22,12 @@
 //!
 //! # The algorithm
 //!
-//! This is Dmitry Vyukov's bounded MPMC queue as crossbeam's `ArrayQueue` builds it, with two
-//! changes: the slots are visited in a cache-friendly order, and no operation waits for
-//! another thread except an evicting [`force_push`](Ring::force_push).
+//! This is Dmitry Vyukov's bounded MPMC queue as crossbeam's `ArrayQueue` builds it, with one
+//! change in behaviour: no operation waits for another thread except an evicting
+//! [`force_push`](Ring::force_push) (see [below](#what-full-and-none-mean)). That is also where
+//! most of its speed under contention comes from: a failed `try_pop` or `try_push` reads one
+//! slot stamp and returns, where `ArrayQueue` adds a `SeqCst` fence and a read of the other
+//! side's index, pulling a cache line the other side is writing.
 //!
 //! **Stamps, laps and indices.** `head` and `tail` are *stamps*: a slot *index* in the low bits
 //! and a *lap* count in the high bits. `one_lap` is `{ lap: 1, index: 0 }`, the smallest power of
@@ -42,16 +45,18 @@
 //! `head + one_lap`. A slot stamp one lap behind (`stamp + one_lap == tail + 1`) means the
 //! previous lap's item is still in the slot: the ring is full.
 //!
-//! **The walk.** Positions `0..capacity` are what head and tail step through; consecutive
-//! positions are `stride` slots apart, so that a producer writing position `p + 1` and a
-//! consumer reading position `p` (the usual distance when one side has caught up with the other)
-//! never share a cache line. With `stride` a power of two (`128 / size_of::<slot>()`, at most
-//! the capacity), position `i` lives in slot `(i % rows) * stride + i / rows`, where
-//! `rows = ceil(capacity / stride)`. The slot index is stored in the stamps directly, so the hot
-//! path never divides: the next stamp is `index + stride`, or, on the last row, the first row of
-//! the next column, or, after the last position, `{ lap: lap + 1, index: 0 }`. The slot array
-//! holds `rows * stride` slots: less than `stride` (at most 8) unused slots. This is the
-//! cache-line index remap of `atomic_queue`, without its power-of-two capacity.
+//! Capacities need not be powers of two: the index runs `0..capacity` and then wraps to
+//! `{ lap: lap + 1, index: 0 }`, so a lap is `one_lap` in stamp arithmetic but `capacity` slots
+//! in memory.
+//!
+//! **Layout.** Slots are contiguous, in index order, so a thread that pushes or pops a run of
+//! items touches a quarter as many cache lines as items (16-byte slots) and the prefetcher
+//! follows it. `head` and `tail` each have their own `CachePadded` 128-byte block, and the
+//! read-only fields (buffer pointer, capacity, `one_lap`) live in a third, so the fast path
+//! touches only lines that the index it moves and the slot it claims already share. (An
+//! `atomic_queue`-style remap that puts consecutive indices on different cache lines was
+//! measured and was slower here in every scenario, batches most of all; see
+//! `benches/RESULTS.md`.)
 //!
 //! **Batches** ([`pop_batch`](Ring::pop_batch), [`push_batch`](Ring::push_batch)) read the
 //! stamps of the next `k` slots and move the head or tail past all of them with one CAS; see

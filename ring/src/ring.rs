@@ -51,22 +51,12 @@ pub struct Ring<T> {
     /// `{ lap, index }` of the next slot to push. Moved by a CAS, and by one plain store in an
     /// evicting `force_push` (which owns the tail slot then: see there).
     pub(crate) tail: CachePadded<AtomicUsize>,
-    /// `span` slots; only the `cap` of them on the index walk are ever used.
+    /// `cap` slots.
     pub(crate) buffer: Box<[Slot<T>]>,
     /// How many items the ring holds when full.
     pub(crate) cap: usize,
-    /// `{ lap: 1, index: 0 }`: the smallest power of two above every index plus one.
+    /// `{ lap: 1, index: 0 }`: the smallest power of two greater than `cap`.
     pub(crate) one_lap: usize,
-    /// `one_lap - 1`: masks the index out of a stamp.
-    pub(crate) mask: usize,
-    /// Slots between two consecutive positions of the walk (a power of two); 1 means no remap.
-    pub(crate) stride: usize,
-    /// Rows of the remapped layout: `ceil(cap / stride)`.
-    pub(crate) rows: usize,
-    /// `rows * stride`: the length of `buffer`.
-    pub(crate) span: usize,
-    /// The index of the last position of the walk; the walk goes from here to lap + 1, index 0.
-    pub(crate) last: usize,
 }
 
 // SAFETY: a `Ring<T>` owns its items; moving it to another thread moves them, which is sound
@@ -82,17 +72,6 @@ unsafe impl<T: Send> Sync for Ring<T> {}
 // runs inside an operation is `Extend::extend` in `pop_batch`, and its slots are released first.
 impl<T> UnwindSafe for Ring<T> {}
 impl<T> RefUnwindSafe for Ring<T> {}
-
-/// How many slots apart two consecutive positions of the walk are: enough that they never share
-/// a 128-byte pair of cache lines (the unit x86 prefetchers pull), capped by the capacity.
-fn stride_for<T>(cap: usize) -> usize {
-    let slot = mem::size_of::<Slot<T>>().max(1);
-    let per_pair = if slot >= 128 { 1 } else { 128 / slot };
-    // Largest powers of two not above `per_pair` and `cap`.
-    let per_pair = 1 << per_pair.ilog2();
-    let cap_floor = 1 << cap.ilog2();
-    per_pair.min(cap_floor)
-}
 
 impl<T> Ring<T> {
     /// Creates a ring that holds up to `capacity` items; all its memory is allocated here.
@@ -117,35 +96,15 @@ impl<T> Ring<T> {
     /// ```
     pub fn new(capacity: usize) -> Self {
         assert!(capacity > 0, "capacity must be non-zero");
-        let stride = stride_for::<T>(capacity);
-        Self::with_stride(capacity, stride)
-    }
-
-    /// Creates a ring whose consecutive positions are `stride` slots apart (1: no remap).
-    ///
-    /// For benchmarks comparing layouts; use [`Ring::new`].
-    ///
-    /// # Panics
-    ///
-    /// Panics if `capacity` is zero or `stride` is not a power of two.
-    #[doc(hidden)]
-    pub fn with_stride(capacity: usize, stride: usize) -> Self {
-        assert!(capacity > 0, "capacity must be non-zero");
-        assert!(stride.is_power_of_two(), "stride must be a power of two");
-        let stride = stride.min(1 << capacity.ilog2());
-        let rows = capacity.div_ceil(stride);
-        let span = rows
-            .checked_mul(stride)
-            .expect("ring capacity is too large");
-        // Stamps hold `index + 1` after a push, so one lap must exceed `span`.
-        let one_lap = span
+        // One lap is the smallest power of two greater than the capacity, so a stamp's
+        // `index + 1` (a written slot) never reaches into the lap bits.
+        let one_lap = capacity
             .checked_add(1)
             .and_then(usize::checked_next_power_of_two)
             .expect("ring capacity is too large");
-        let last = Self::index_of(capacity - 1, rows, stride);
 
         // Every slot starts empty for lap 0: stamp `{ lap: 0, index: i }`.
-        let buffer: Box<[Slot<T>]> = (0..span)
+        let buffer: Box<[Slot<T>]> = (0..capacity)
             .map(|i| Slot {
                 stamp: AtomicUsize::new(i),
                 value: UnsafeCell::new(MaybeUninit::uninit()),
@@ -159,61 +118,45 @@ impl<T> Ring<T> {
             buffer,
             cap: capacity,
             one_lap,
-            mask: one_lap - 1,
-            stride,
-            rows,
-            span,
-            last,
         }
     }
 
-    /// The slot index of the `position`-th slot of the walk (`position < cap`).
-    #[inline]
-    fn index_of(position: usize, rows: usize, stride: usize) -> usize {
-        (position % rows) * stride + position / rows
+    /// The index part of a head, tail or slot stamp.
+    #[inline(always)]
+    pub(crate) fn index(&self, stamp: usize) -> usize {
+        stamp & (self.one_lap - 1)
     }
 
-    /// The position on the walk (`0..cap`) of the index in `stamp`: inverse of `index_of`.
-    #[inline]
-    pub(crate) fn position(&self, stamp: usize) -> usize {
-        let index = stamp & self.mask;
-        (index & (self.stride - 1)) * self.rows + index / self.stride
-    }
-
-    /// The stamp of the walk's next position after `stamp` (a head or tail value).
+    /// The stamp of the position after `stamp` (a head or tail value).
     #[inline(always)]
     pub(crate) fn next(&self, stamp: usize) -> usize {
-        let index = stamp & self.mask;
-        if index == self.last {
-            // Set to `{ lap: lap.wrapping_add(1), index: 0 }`.
-            (stamp & !self.mask).wrapping_add(self.one_lap)
-        } else if index + self.stride < self.span {
-            // Next row, same column. Set to `{ lap, index: index + stride }`.
-            stamp + self.stride
+        if self.index(stamp) + 1 < self.cap {
+            // Set to `{ lap, index: index + 1 }`.
+            stamp + 1
         } else {
-            // Last row: first row of the next column. Set to `{ lap, index: column + 1 }`.
-            stamp - index + (index & (self.stride - 1)) + 1
+            // Set to `{ lap: lap.wrapping_add(1), index: 0 }`.
+            (stamp & !(self.one_lap - 1)).wrapping_add(self.one_lap)
         }
     }
 
     /// The slot a head or tail stamp points at.
     #[inline(always)]
     pub(crate) fn slot(&self, stamp: usize) -> &Slot<T> {
-        let index = stamp & self.mask;
+        let index = self.index(stamp);
         debug_assert!(
             index < self.buffer.len(),
             "index {index} outside the slot array"
         );
-        // SAFETY: every stamp the ring builds has an index from the walk, all below `span`,
-        // which is `buffer.len()` (asserted above in debug builds).
+        // SAFETY: every head and tail stamp has an index below `cap` (`next` wraps at `cap`),
+        // and `buffer.len() == cap` (asserted above in debug builds).
         unsafe { self.buffer.get_unchecked(index) }
     }
 
     /// Number of items between a head and a tail stamp read at the same moment.
     #[inline]
     pub(crate) fn distance(&self, head: usize, tail: usize) -> usize {
-        let hix = self.position(head);
-        let tix = self.position(tail);
+        let hix = self.index(head);
+        let tix = self.index(tail);
         if hix < tix {
             tix - hix
         } else if hix > tix {

@@ -1,5 +1,5 @@
-//! A loom model kept next to the ring (the full suite is in `loom-tests/`): a wrap-around on
-//! a capacity-3 ring, whose walk visits slots 0, 2, 1 (stride 2).
+//! A loom model kept next to the ring (the full suite is in `loom-tests/`): a producer and a
+//! consumer racing across the lap boundary of a capacity-3 ring.
 #![cfg(feature = "loom")]
 
 use loom::sync::Arc;
@@ -7,10 +7,10 @@ use loom::thread;
 use slotline_ring::Ring;
 
 #[test]
-fn producer_and_consumer_wrap_around_a_remapped_walk() {
+fn producer_and_consumer_race_across_a_lap() {
     loom::model(|| {
-        let ring = Arc::new(Ring::with_stride(3, 2));
-        // Move head and tail to the last position of the walk so the race crosses a lap.
+        let ring = Arc::new(Ring::new(3));
+        // Move head and tail to the last index so the race crosses into the next lap.
         for v in 0..2 {
             ring.try_push(v).unwrap();
             assert_eq!(ring.try_pop(), Some(v));

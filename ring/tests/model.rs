@@ -29,24 +29,19 @@ fn op(cap: usize) -> impl Strategy<Value = Op> {
     ]
 }
 
-fn case() -> impl Strategy<Value = (usize, usize, Vec<Op>)> {
+fn case() -> impl Strategy<Value = (usize, Vec<Op>)> {
     let cap = prop_oneof![1..=17usize, Just(31), Just(64), Just(100), Just(1000)];
-    (cap, prop_oneof![Just(0usize), 0..5usize]).prop_flat_map(|(cap, stride_log)| {
+    cap.prop_flat_map(|cap| {
         (
             Just(cap),
-            Just(stride_log),
             proptest::collection::vec(op(cap.min(40)), 0..300),
         )
     })
 }
 
-/// Runs `ops` on a ring (stride `2^stride_log`, or the default layout for 0) and on the model.
-fn check(cap: usize, stride_log: usize, ops: &[Op]) {
-    let ring = if stride_log == 0 {
-        Ring::new(cap)
-    } else {
-        Ring::with_stride(cap, 1 << stride_log)
-    };
+/// Runs `ops` on a ring of `cap` slots and on the model, comparing after every step.
+fn check(cap: usize, ops: &[Op]) {
+    let ring = Ring::new(cap);
     let mut model: VecDeque<u32> = VecDeque::new();
     for (step, op) in ops.iter().enumerate() {
         match op {
@@ -116,26 +111,24 @@ proptest! {
     })]
 
     #[test]
-    fn ring_matches_vecdeque_model((cap, stride_log, ops) in case()) {
-        check(cap, stride_log, &ops);
+    fn ring_matches_vecdeque_model((cap, ops) in case()) {
+        check(cap, &ops);
     }
 }
 
 #[test]
-fn every_layout_walks_every_slot_once_per_lap() {
+fn every_capacity_fills_and_empties_over_many_laps() {
     for cap in 1..=70 {
-        for stride_log in 0..5 {
-            let ring = Ring::with_stride(cap, 1 << stride_log);
-            for lap in 0..3u32 {
-                for i in 0..cap as u32 {
-                    ring.try_push(lap * 1000 + i).unwrap();
-                }
-                assert!(ring.is_full(), "cap {cap} stride 2^{stride_log}");
-                for i in 0..cap as u32 {
-                    assert_eq!(ring.try_pop(), Some(lap * 1000 + i));
-                }
-                assert!(ring.is_empty());
+        let ring = Ring::new(cap);
+        for lap in 0..3u32 {
+            for i in 0..cap as u32 {
+                ring.try_push(lap * 1000 + i).unwrap();
             }
+            assert!(ring.is_full(), "cap {cap}");
+            for i in 0..cap as u32 {
+                assert_eq!(ring.try_pop(), Some(lap * 1000 + i), "cap {cap}");
+            }
+            assert!(ring.is_empty(), "cap {cap}");
         }
     }
 }
