@@ -23,9 +23,18 @@
 //! - [`config`]: [`Config`], every bound above, read from YAML (`geo_shard_client.yaml`).
 //! - [`op`]: [`Op`], a pending write (packed command, slot, deadline) and its completion cell,
 //!   waited on blocking or as a `Send` future.
-//! - `client` / `writer` / `cluster` (next, on top of `slotline-ring` and `slotline-router`):
-//!   `Client::commit`, the shard writers that drain a ring into one pipeline, and topology
-//!   refresh with MOVED/ASK handling.
+//! - [`Client`]: routes the key to its logical shard, pushes the op into that shard's ring under
+//!   the backpressure policy, and waits for the outcome.
+//! - the writers (one thread per master, at most [`MAX_WRITERS`]): take what the rings hold
+//!   with one `pop_batch` claim per shard, never waiting to fill a batch; group the ops per
+//!   master; write one pipeline per master (plus `WAIT n` when asked), flushing every master
+//!   before reading any reply; complete each op with what its reply says. A shard's batch cap
+//!   halves while the p95 of its round trips is over `batching.p95_budget` and grows back
+//!   when it is under half of it.
+//! - the topology: the slot → master map from `CLUSTER SHARDS` (or `CLUSTER SLOTS`); a `MOVED`
+//!   updates its one slot at once and schedules a full refresh, at most one per
+//!   [`REFRESH_INTERVAL`]; an `ASK` sends one command to the named node after `ASKING`,
+//!   leaving the map alone.
 //! - [`conn`]: [`Conn`], one connection to one node: a `socket2` socket with its options set
 //!   before connect, RESP via the `redis` crate, pipelines read into fixed buffers.
 //! - [`metrics`]: [`Metrics`], per-shard counters and latency histograms, Prometheus text.
@@ -33,7 +42,36 @@
 //! - `local` (feature `local-cluster`, on by default): [`LocalCluster`] and [`LocalServer`],
 //!   real `redis-server` processes on free loopback ports for tests, benches and demos.
 //!
-//! # Example: one write by hand, the way a shard writer will do it
+//! # Retries, and which can apply a write twice
+//!
+//! `MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN` and `READONLY` replies are
+//! resent (after a backoff of 5 ms doubling to 250 ms for the transient ones) until the op's
+//! deadline: the node refused the command without running it, so a resend is safe. A *lost
+//! connection* is different: the node may have applied the command before the connection
+//! broke, and the writer resends it until the deadline without knowing. `SET` (what
+//! [`Client::commit`] sends) is idempotent, so that is harmless there; a non-idempotent command
+//! sent with [`Client::commit_cmd`] (`INCR`, `LPUSH`, `XADD` with `*`) can then be applied
+//! twice. An op that never reached a socket (its connect failed) is always safe to resend.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use slotline_client::{Client, CommitError, Config, LocalCluster};
+//!
+//! let cluster = LocalCluster::start()?; // 3 masters + 3 replicas on free loopback ports
+//! let mut config = Config::from_yaml_file("geo_shard_client.yaml")?;
+//! config.nodes = cluster.seed_addrs();
+//! let client = Client::connect(config)?;
+//! match client.commit(b"geo:{user42}", b"52.5200,13.4050") {
+//!     Ok(()) => {} // the master has it
+//!     Err(CommitError::Rejected) => {} // backpressure: the shard is at its line, try later
+//!     Err(e) => eprintln!("{e}"),
+//! }
+//! println!("{}", client.metrics().to_prometheus());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Example: one write by hand, the way a shard writer does it
 //!
 //! ```no_run
 //! use std::time::Instant;

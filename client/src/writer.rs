@@ -27,17 +27,7 @@
 //!    batches; while their p95 is over `batching.p95_budget` the shard's cap halves, and once
 //!    it is back under half the budget the cap doubles again, up to `max_batch`.
 //!
-//! # Retries that can apply a write twice
-//!
-//! A resend after `MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN` or
-//! `READONLY` is safe: the node refused the command without running it. A resend after a *lost
-//! connection* is not: the node may have applied the command before the connection broke, and
-//! the writer resends it (until the op's deadline) without knowing. `SET` and most
-//! single-key writes that set a value are idempotent, so this is harmless for
-//! [`Client::commit`](crate::Client::commit); a non-idempotent command sent with
-//! [`Client::commit_cmd`](crate::Client::commit_cmd) (`INCR`, `LPUSH`, `XADD` with `*`) can be
-//! applied twice after a connection loss. An op that never reached a socket (the connect
-//! failed) is always safe to resend.
+//! Which retries can apply a write twice is explained in the crate docs.
 
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
