@@ -6,7 +6,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use slotline_router::{crc16, crc16_paths as paths, hash_tag, key_slot, key_slot_reference, SLOT_COUNT};
+use slotline_router::{
+    crc16, crc16_paths as paths, hash_tag, key_slot, key_slot_reference, SLOT_COUNT,
+};
 
 fuzz_target!(|key: &[u8]| {
     let slot = key_slot(key).get();
@@ -16,7 +18,10 @@ fuzz_target!(|key: &[u8]| {
     // The tag is a sub-slice of the key...
     let tag = hash_tag(key);
     let start = (tag.as_ptr() as usize).wrapping_sub(key.as_ptr() as usize);
-    assert!(start <= key.len() && start + tag.len() <= key.len(), "not a sub-slice");
+    assert!(
+        start <= key.len() && start + tag.len() <= key.len(),
+        "not a sub-slice"
+    );
     if tag.len() != key.len() {
         // ...strictly inside braces: `{` right before it is the first `{` of the key, `}` right
         // after it is the first `}` after that, and it is not empty.
@@ -35,6 +40,11 @@ fuzz_target!(|key: &[u8]| {
         assert_eq!(hw, want, "hardware folding, len {}", key.len());
     }
     if key.len() <= 1024 {
-        assert_eq!(paths::clmul_soft(key), want, "software folding, len {}", key.len());
+        assert_eq!(
+            paths::clmul_soft(key),
+            want,
+            "software folding, len {}",
+            key.len()
+        );
     }
 });

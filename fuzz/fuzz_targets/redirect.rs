@@ -8,8 +8,12 @@ use libfuzzer_sys::{fuzz_target, Corpus};
 use slotline_router::Redirect;
 
 fuzz_target!(|data: &[u8]| -> Corpus {
-    let Ok(text) = std::str::from_utf8(data) else { return Corpus::Reject };
-    let Ok(redirect) = Redirect::parse(text) else { return Corpus::Keep };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return Corpus::Reject;
+    };
+    let Ok(redirect) = Redirect::parse(text) else {
+        return Corpus::Keep;
+    };
     assert!(redirect.slot().get() < 16384);
     let shown = redirect.to_string();
     let again = Redirect::parse(&shown)

@@ -27,7 +27,10 @@ fn check(map: &NodeMap) {
         }
     }
     mark(map.holes());
-    assert!(owned.iter().all(|&n| n == 1), "ranges and holes must partition the slots");
+    assert!(
+        owned.iter().all(|&n| n == 1),
+        "ranges and holes must partition the slots"
+    );
     for slot in Slot::all() {
         if let Some(m) = map.master(slot) {
             assert!(masters.contains(&m.addr));
@@ -46,14 +49,20 @@ fn one_line(v: &Value) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok((value, used)) = parse_resp(data) else { return };
+    let Ok((value, used)) = parse_resp(data) else {
+        return;
+    };
     assert!(used <= data.len());
     // Decoding the value's own encoding gives the value back, when every simple string and
     // error is one line (otherwise the encoder has to write them as blobs).
     let mut out = Vec::new();
     value.write_resp(&mut out);
     if one_line(&value) {
-        assert_eq!(parse_resp(&out), Ok((value.clone(), out.len())), "input {data:?}");
+        assert_eq!(
+            parse_resp(&out),
+            Ok((value.clone(), out.len())),
+            "input {data:?}"
+        );
     }
     if let Ok(map) = NodeMap::from_cluster_shards(&value) {
         check(&map);

@@ -56,12 +56,24 @@ fuzz_target!(|case: Case| {
         let node = |port: i64, j: usize, role: &str| {
             let id = format!("{:020x}{:020x}", i, j);
             if case.shards_form {
-                fields(case.resp3, vec![
-                    ("id", bulk(&id)), ("port", Value::Int(port)), ("ip", bulk(host)),
-                    ("endpoint", bulk(host)), ("role", bulk(role)), ("health", bulk("online")),
-                ])
+                fields(
+                    case.resp3,
+                    vec![
+                        ("id", bulk(&id)),
+                        ("port", Value::Int(port)),
+                        ("ip", bulk(host)),
+                        ("endpoint", bulk(host)),
+                        ("role", bulk(role)),
+                        ("health", bulk("online")),
+                    ],
+                )
             } else {
-                Value::Array(vec![bulk(host), Value::Int(port), bulk(&id), Value::Array(vec![])])
+                Value::Array(vec![
+                    bulk(host),
+                    Value::Int(port),
+                    bulk(&id),
+                    Value::Array(vec![]),
+                ])
             }
         };
         let mut nodes = vec![node(port, 0, "master")];
@@ -69,8 +81,17 @@ fuzz_target!(|case: Case| {
             nodes.push(node(20_000 + port * 4 + j as i64, j, "replica"));
         }
         if case.shards_form {
-            let slots = ranges.iter().flat_map(|&(a, b)| [Value::Int(a.into()), Value::Int(b.into())]).collect();
-            entries.push(fields(case.resp3, vec![("slots", Value::Array(slots)), ("nodes", Value::Array(nodes))]));
+            let slots = ranges
+                .iter()
+                .flat_map(|&(a, b)| [Value::Int(a.into()), Value::Int(b.into())])
+                .collect();
+            entries.push(fields(
+                case.resp3,
+                vec![
+                    ("slots", Value::Array(slots)),
+                    ("nodes", Value::Array(nodes)),
+                ],
+            ));
         } else {
             for &(a, b) in &ranges {
                 let mut entry = vec![Value::Int(a.into()), Value::Int(b.into())];
@@ -83,9 +104,17 @@ fuzz_target!(|case: Case| {
     Value::Array(entries).write_resp(&mut raw);
     let (value, used) = parse_resp(&raw).expect("our own encoding decodes");
     assert_eq!(used, raw.len());
-    let map = if case.shards_form { NodeMap::from_cluster_shards(&value) } else { NodeMap::from_cluster_slots(&value) }
-        .unwrap_or_else(|e| panic!("valid reply rejected: {e}"));
+    let map = if case.shards_form {
+        NodeMap::from_cluster_shards(&value)
+    } else {
+        NodeMap::from_cluster_slots(&value)
+    }
+    .unwrap_or_else(|e| panic!("valid reply rejected: {e}"));
     for slot in Slot::all() {
-        assert_eq!(map.master_addr(slot), owner[slot.index()].as_ref(), "slot {slot}");
+        assert_eq!(
+            map.master_addr(slot),
+            owner[slot.index()].as_ref(),
+            "slot {slot}"
+        );
     }
 });
