@@ -225,7 +225,9 @@ fn fetch_one(node: &NodeAddr, opts: &ConnOptions) -> Result<NodeMap, Error> {
             NodeMap::from_cluster_slots(&to_router_value(slots))
         }
     };
-    parsed.map_err(|e| Error::Topology(format!("{addr}: {e}")))
+    let mut map = parsed.map_err(|e| Error::Topology(format!("{addr}: {e}")))?;
+    map.fill_empty_hosts(node.host());
+    Ok(map)
 }
 
 /// The router's RESP value for a reply decoded by the `redis` crate.

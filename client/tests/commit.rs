@@ -354,3 +354,20 @@ fn block_on<F: std::future::Future>(fut: F) -> F::Output {
         }
     }
 }
+
+#[test]
+fn a_one_master_cluster_that_announces_no_host_is_served() {
+    let cluster = LocalCluster::builder()
+        .masters(1)
+        .replicas_per_master(0)
+        .start()
+        .unwrap_or_else(|e| panic!("one-node cluster: {e}"));
+    let client = Client::connect(cluster.config()).expect("connect");
+    for i in 0..100 {
+        client
+            .commit(format!("solo:{i}").as_bytes(), b"v")
+            .expect("commit on a one-node cluster");
+    }
+    let mut masters = masters(&cluster);
+    assert_eq!(get(&mut masters, b"solo:42").as_deref(), Some(&b"v"[..]));
+}

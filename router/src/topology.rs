@@ -577,6 +577,29 @@ impl NodeMap {
         self.ranges_where(|o| o == HOLE)
     }
 
+    /// Gives every node that announced an empty host (a node that does not know its own
+    /// address, as a lone node does) the host `asked`: the node the reply came from.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_router::{Addr, Node, NodeMap, Role, Slot, SlotRange};
+    ///
+    /// let mut map = NodeMap::new();
+    /// map.assign(SlotRange::ALL, Node::new(Addr::new("", 7000), Role::Master));
+    /// map.fill_empty_hosts("127.0.0.1");
+    /// assert_eq!(map.master_addr(Slot::MIN), Some(&Addr::new("127.0.0.1", 7000)));
+    /// ```
+    pub fn fill_empty_hosts(&mut self, asked: &str) {
+        for shard in &mut self.shards {
+            for node in std::iter::once(&mut shard.master).chain(shard.replicas.iter_mut()) {
+                if node.addr.host().is_empty() {
+                    node.addr = node.addr.or_host(asked);
+                }
+            }
+        }
+    }
+
     /// Whether every slot has a master.
     ///
     /// # Examples
