@@ -1,1 +1,3 @@
 //! Shared helpers for slotline's benchmarks and the `burst` program.
+
+pub mod ab;
