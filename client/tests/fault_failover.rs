@@ -1,0 +1,289 @@
+//! Failover under load: 16 threads commit with `ack.replicas: 1` while one master is killed
+//! with `SIGKILL`. Every acknowledged write must survive (read back from the new masters),
+//! the other masters' commits must never stop, and the failed master's slots must take commits
+//! again within 5 s of its replica's promotion.
+//!
+//! The cluster has 3 masters with 2 replicas each and `cluster-require-full-coverage no`:
+//!
+//! - with one replica, the promoted replica has none of its own until the killed node is back,
+//!   so every `WAIT 1` on it would fall short; with two, the second replica follows the new
+//!   master at once (Redis migrates it) and `WAIT 1` succeeds again;
+//! - with full coverage required (Redis's default), every master answers `CLUSTERDOWN` from
+//!   the moment the dead master is flagged `FAIL` until its replica takes over, so "the other
+//!   shards never stop" would test Redis's setting, not the client.
+//!
+//! `commit.timeout` is raised to 10 s: the failover window (about 1 s to detect the failure,
+//! 1-1.7 s to elect the replica, then a topology refresh) is longer than the 1 s default, and
+//! with 10 s a commit to the failed master rides through it and completes, so the test can ask
+//! that every commit succeed instead of counting timeouts. Threads are pinned to one master's
+//! slots each (6/5/5), so a thread waiting out the failover does not hold up the others.
+//!
+//! Soak: `SLOTLINE_SOAK_SECS=600 cargo test -p slotline-client --test fault_failover --
+//! --ignored` kills each master in turn (restarting the killed node between rounds).
+#![cfg(not(feature = "loom"))]
+
+mod fault_support;
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use fault_support::{
+    figure, keys_on, longest_ok_gap, masters_by_slot, ms, node_index, replicas_of, slot_map,
+    soak_secs, totals, Event, Kind, Load, Report, Tally, Worker,
+};
+use slotline_client::local::{LocalCluster, Role};
+use slotline_client::{Client, Config};
+
+const TEST: &str = "failover";
+/// Committer threads.
+const THREADS: usize = 16;
+/// Keys per thread (each rewritten in turn).
+const KEYS: usize = 128;
+/// Load before the kill, so every writer is busy.
+const WARM_UP: Duration = Duration::from_secs(2);
+/// Load kept after the promotion, to see the failed slots take commits again.
+const AFTER_PROMOTION: Duration = Duration::from_secs(6);
+/// The issue's bound: commits to the failed master's slots resume within this after the
+/// replica's promotion.
+const RESUME_WITHIN: Duration = Duration::from_secs(5);
+/// The longest pause allowed in the other masters' commits (their usual gap is a few ms; this
+/// leaves room for a loaded two-core machine, and is far below the failover window).
+const OTHER_GAP_MAX: Duration = Duration::from_secs(1);
+
+fn start_cluster() -> LocalCluster {
+    LocalCluster::builder()
+        .masters(3)
+        .replicas_per_master(2)
+        .args(["--cluster-require-full-coverage", "no"])
+        .start()
+        .unwrap_or_else(|e| panic!("local cluster: {e}"))
+}
+
+fn config(cluster: &LocalCluster) -> Config {
+    let mut config = cluster.config();
+    config.ack.replicas = 1;
+    config.ack.timeout = Duration::from_millis(500);
+    config.commit.timeout = Duration::from_secs(10);
+    config
+}
+
+/// One kill: which master, and when (from the load's start).
+#[derive(Debug)]
+struct Round {
+    group: usize,
+    victim: usize,
+    port: u16,
+    killed: Duration,
+    promoted: Duration,
+    promoted_node: usize,
+}
+
+/// Kills the master now serving `group`'s slots and waits for one of its replicas to say it
+/// is a master. Returns the round's timings.
+fn kill_and_wait_promotion(
+    cluster: &mut LocalCluster,
+    load: &Load,
+    group: usize,
+    first_slot: usize,
+) -> Round {
+    let port = slot_map(cluster)[first_slot];
+    let victim = node_index(cluster, port);
+    let replicas = replicas_of(cluster, port);
+    assert!(
+        !replicas.is_empty(),
+        "master {port} has no replica to promote"
+    );
+    let killed = load.now();
+    cluster.kill_node(victim).expect("kill -9 the master");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(&r) = replicas
+            .iter()
+            .find(|&&r| cluster.live_role(r).is_ok_and(|role| role == Role::Master))
+        {
+            return Round {
+                group,
+                victim,
+                port,
+                killed,
+                promoted: load.now(),
+                promoted_node: r,
+            };
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no replica of {port} was promoted within 20 s"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn run(rounds: usize, soak: Duration) {
+    let begun = Instant::now();
+    let mut cluster = start_cluster();
+    let client = Arc::new(Client::connect(config(&cluster)).expect("connect"));
+    let map = slot_map(&cluster);
+    let masters = masters_by_slot(&map);
+    assert_eq!(masters.len(), 3, "{masters:?}");
+    // The first slot of each master's range names its group for the whole run.
+    let first_slots: Vec<usize> = masters
+        .iter()
+        .map(|(port, _)| map.iter().position(|p| p == port).expect("a slot"))
+        .collect();
+    let workers: Vec<Worker> = (0..THREADS)
+        .map(|t| {
+            let group = t % masters.len();
+            Worker {
+                group,
+                keys: keys_on(&map, masters[group].0, &format!("fo:{t}:"), KEYS),
+            }
+        })
+        .collect();
+
+    let load = Load::start(&client, workers, Duration::ZERO, true);
+    thread::sleep(WARM_UP);
+    let mut done = Vec::new();
+    for round in 0..rounds {
+        let group = round % masters.len();
+        let r = kill_and_wait_promotion(&mut cluster, &load, group, first_slots[group]);
+        figure(
+            TEST,
+            &format!("round {round}"),
+            format!(
+                "killed master {} (node {}) at {}; node {} promoted {} later",
+                r.port,
+                r.victim,
+                ms(r.killed),
+                r.promoted_node,
+                ms(r.promoted - r.killed)
+            ),
+        );
+        let until = r.promoted + AFTER_PROMOTION;
+        while load.now() < until {
+            thread::sleep(Duration::from_millis(20));
+        }
+        let victim = r.victim;
+        done.push(r);
+        if round + 1 < rounds {
+            if begun.elapsed() >= soak {
+                break;
+            }
+            // The killed node rejoins as a replica before the next round.
+            cluster
+                .restart_node(victim)
+                .expect("restart the killed node");
+            cluster
+                .wait_healthy(Duration::from_secs(60))
+                .expect("the cluster heals after the restart");
+            thread::sleep(Duration::from_secs(1));
+        }
+    }
+    let ended = load.now();
+    let reports = load.stop(Duration::from_secs(15));
+
+    analyse(&done, &reports, ended);
+    let (tally, ledger, calls) = totals(&reports);
+    let verified = ledger.verify(&cluster, TEST);
+    let metrics = client.metrics().total;
+    figure(TEST, "commits", format!("{calls} calls: {tally}"));
+    figure(
+        TEST,
+        "read back",
+        format!(
+            "{} keys, {} with their last acknowledged value, {} with a later ambiguous one",
+            verified.keys, verified.exact, verified.ambiguous
+        ),
+    );
+    figure(
+        TEST,
+        "client metrics",
+        format!(
+            "commits {} timeouts {} errors {:?} moved {} ask {}",
+            metrics.commits, metrics.timeouts, metrics.errors, metrics.moved, metrics.ask
+        ),
+    );
+    figure(TEST, "wall time", ms(begun.elapsed()));
+}
+
+/// Per round: the window each master group went without a commit, the bound on resumption,
+/// and that the other groups never stopped; and which errors callers saw.
+fn analyse(rounds: &[Round], reports: &[Report], ended: Duration) {
+    let groups = 1 + reports.iter().map(|r| r.group).max().unwrap_or(0);
+    let mut events: Vec<Vec<Event>> = vec![Vec::new(); groups];
+    let mut tallies: Vec<Tally> = vec![Tally::default(); groups];
+    for r in reports {
+        events[r.group].extend_from_slice(&r.events);
+        tallies[r.group].merge(&r.tally);
+    }
+    for (g, t) in tallies.iter().enumerate() {
+        figure(TEST, &format!("group {g} outcomes"), t);
+    }
+    for (i, r) in rounds.iter().enumerate() {
+        let from = r.killed.saturating_sub(Duration::from_millis(500));
+        let to = (r.promoted + AFTER_PROMOTION).min(ended);
+        for (g, ev) in events.iter().enumerate() {
+            let (start, end) = longest_ok_gap(ev, from, to);
+            let window = end - start;
+            if g == r.group {
+                figure(
+                    TEST,
+                    &format!("round {i} group {g} (killed master {})", r.port),
+                    format!(
+                        "no commit from {} to {}: unavailable {} (kill → promotion {}, promotion → first commit {})",
+                        ms(start),
+                        ms(end),
+                        ms(window),
+                        ms(r.promoted - r.killed),
+                        ms(end.saturating_sub(r.promoted))
+                    ),
+                );
+                assert!(
+                    end < to && end <= r.promoted + RESUME_WITHIN,
+                    "round {i}: the failed master's slots took no commit until {} ({} after the promotion at {})",
+                    ms(end),
+                    ms(end.saturating_sub(r.promoted)),
+                    ms(r.promoted)
+                );
+            } else {
+                figure(
+                    TEST,
+                    &format!("round {i} group {g}"),
+                    format!("longest gap between commits {}", ms(window)),
+                );
+                assert!(
+                    window <= OTHER_GAP_MAX,
+                    "round {i}: group {g} (a live master) went {} without a commit ({} to {})",
+                    ms(window),
+                    ms(start),
+                    ms(end)
+                );
+            }
+        }
+    }
+    // With a 10 s deadline every commit should complete. The failed group's commits may fall
+    // short of their replica (`WAIT 1` answered 0) in the instant between the promotion and
+    // the second replica following the new master: an outcome the caller is told about.
+    let failed: Vec<usize> = rounds.iter().map(|r| r.group).collect();
+    for (g, t) in tallies.iter().enumerate() {
+        let unexpected = t.errors()
+            - if failed.contains(&g) {
+                t.get(Kind::Shortfall)
+            } else {
+                0
+            };
+        assert_eq!(unexpected, 0, "group {g}: unexpected errors: {t}");
+        assert!(t.get(Kind::Ok) > 0, "group {g} committed nothing: {t}");
+    }
+}
+
+#[test]
+fn a_killed_master_loses_no_acknowledged_write_and_the_other_masters_keep_committing() {
+    run(1, Duration::ZERO);
+}
+
+#[test]
+#[ignore = "soak: SLOTLINE_SOAK_SECS=600 cargo test -p slotline-client --test fault_failover -- --ignored"]
+fn soak_kills_each_master_in_turn() {
+    run(usize::MAX, soak_secs(600));
+}
