@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -191,6 +191,8 @@ pub struct KeyState {
     /// Values of later writes whose outcome is unknown (`may_have_been_applied`): each may or
     /// may not be there.
     pub maybe: Vec<String>,
+    /// The load phase (see [`Load::set_phase`]) in which `acked` was written.
+    pub acked_phase: usize,
 }
 
 /// Per key, the last acknowledged value and the ambiguous writes after it. A thread owns its
@@ -201,11 +203,18 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn record(&mut self, key: &[u8], value: String, result: &Result<(), CommitError>) {
+    pub fn record(
+        &mut self,
+        key: &[u8],
+        value: String,
+        phase: usize,
+        result: &Result<(), CommitError>,
+    ) {
         let state = self.keys.entry(key.to_vec()).or_default();
         match result {
             Ok(()) => {
                 state.acked = Some(value);
+                state.acked_phase = phase;
                 state.maybe.clear();
             }
             Err(e) if e.may_have_been_applied() => state.maybe.push(value),
@@ -215,6 +224,19 @@ impl Ledger {
 
     pub fn merge(&mut self, other: Ledger) {
         self.keys.extend(other.keys);
+    }
+
+    /// Only the keys last acknowledged in `phase` or later (the cluster lost what came before,
+    /// such as after a restart without persistence).
+    pub fn acked_since(&self, phase: usize) -> Ledger {
+        Ledger {
+            keys: self
+                .keys
+                .iter()
+                .filter(|(_, s)| s.acked.is_some() && s.acked_phase >= phase)
+                .map(|(k, s)| (k.clone(), s.clone()))
+                .collect(),
+        }
     }
 
     /// Reads every key back from the current masters and checks that the last acknowledged
@@ -375,6 +397,9 @@ pub struct Worker {
     pub keys: Vec<Vec<u8>>,
 }
 
+/// Phases a test can mark with [`Load::set_phase`]; outcomes are also counted per phase.
+pub const PHASES: usize = 4;
+
 /// What one committer thread saw.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -386,12 +411,19 @@ pub struct Report {
     /// Every commit, in order (empty when events are not recorded).
     pub events: Vec<Event>,
     pub max_latency: Duration,
+    /// Outcomes by the phase in which the commit started.
+    pub phase_tally: [Tally; PHASES],
+    /// Longest commit by the phase in which it started.
+    pub phase_max_latency: [Duration; PHASES],
+    /// When (from the load's start) the first `Ok` of each phase ended.
+    pub phase_first_ok: [Option<Duration>; PHASES],
 }
 
 /// Committer threads running until stopped.
 pub struct Load {
     pub t0: Instant,
     stop: Arc<AtomicBool>,
+    phase: Arc<AtomicUsize>,
     handles: Vec<JoinHandle<Report>>,
 }
 
@@ -400,6 +432,7 @@ impl Load {
     /// to the write, cycling over its keys, pausing `pace` between commits.
     pub fn start(client: &Arc<Client>, workers: Vec<Worker>, pace: Duration, events: bool) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
+        let phase = Arc::new(AtomicUsize::new(0));
         let t0 = Instant::now();
         let handles = workers
             .into_iter()
@@ -407,6 +440,7 @@ impl Load {
             .map(|(t, worker)| {
                 let client = Arc::clone(client);
                 let stop = Arc::clone(&stop);
+                let phase = Arc::clone(&phase);
                 thread::Builder::new()
                     .name(format!("committer-{t}"))
                     .spawn(move || {
@@ -419,14 +453,20 @@ impl Load {
                         while !stop.load(Ordering::Relaxed) {
                             let key = &worker.keys[(seq as usize) % worker.keys.len()];
                             let value = format!("{t}.{seq}");
+                            let p = phase.load(Ordering::Relaxed).min(PHASES - 1);
                             let start = Instant::now();
                             let result = client.commit(key, value.as_bytes());
                             let end = Instant::now();
                             report.calls += 1;
                             report.tally.add(&result);
-                            report.ledger.record(key, value, &result);
+                            report.phase_tally[p].add(&result);
+                            report.ledger.record(key, value, p, &result);
                             let latency = end - start;
                             report.max_latency = report.max_latency.max(latency);
+                            report.phase_max_latency[p] = report.phase_max_latency[p].max(latency);
+                            if result.is_ok() && report.phase_first_ok[p].is_none() {
+                                report.phase_first_ok[p] = Some(end - t0);
+                            }
                             if events {
                                 report.events.push(Event {
                                     end: end - t0,
@@ -444,12 +484,22 @@ impl Load {
                     .expect("spawn a committer")
             })
             .collect();
-        Load { t0, stop, handles }
+        Load {
+            t0,
+            stop,
+            phase,
+            handles,
+        }
     }
 
     /// Time since the load started.
     pub fn now(&self) -> Duration {
         self.t0.elapsed()
+    }
+
+    /// Commits started from now on count under `phase` (`0..PHASES`).
+    pub fn set_phase(&self, phase: usize) {
+        self.phase.store(phase, Ordering::Relaxed);
     }
 
     /// Stops every thread and joins it; panics naming the threads still running after
