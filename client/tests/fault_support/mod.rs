@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use slotline_client::conn::{Conn, ConnOptions};
 use slotline_client::local::{LocalCluster, Role};
 use slotline_client::{Client, CommitError, NodeAddr};
-use slotline_router::{key_slot, Redirect, RedirectKind};
+use slotline_router::{key_slot, Redirect, RedirectKind, ShardMap, Slot};
 
 /// `SLOTLINE_SOAK_SECS`, when set: how long a soak variant runs.
 pub fn soak_secs(default: u64) -> Duration {
@@ -645,6 +645,33 @@ pub fn keys_on(map: &[u16], port: u16, prefix: &str, n: usize) -> Vec<Vec<u8>> {
         assert!(i < 10_000_000, "no keys found for port {port}");
     }
     keys
+}
+
+/// `n` keys `<prefix>{<i>}` whose slots pass `pick`.
+pub fn keys_where(prefix: &str, n: usize, pick: impl Fn(u16) -> bool) -> Vec<Vec<u8>> {
+    let mut keys = Vec::with_capacity(n);
+    let mut i = 0u64;
+    while keys.len() < n {
+        let key = format!("{prefix}{{{i}}}").into_bytes();
+        if pick(key_slot(&key).get()) {
+            keys.push(key);
+        }
+        i += 1;
+        assert!(i < 10_000_000, "no keys found for {prefix}");
+    }
+    keys
+}
+
+/// For each slot, the port of the master serving the first slot of the slot's logical shard:
+/// the master whose writer drains that shard's ring.
+pub fn shard_owner_map(map: &[u16], shards: ShardMap) -> Vec<u16> {
+    (0..16384u16)
+        .map(|slot| {
+            let shard = shards.shard_of(Slot::new(slot).expect("slot in range"));
+            let first = shards.slots(shard).expect("shard in range").start();
+            map[usize::from(first.get())]
+        })
+        .collect()
 }
 
 /// The node `i`'s `CLUSTER MYID`.
