@@ -45,7 +45,8 @@ use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, Thread};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -71,8 +72,17 @@ struct Cell {
     /// stage carries no data of its own, the outcome is published under the mutex.
     stage: AtomicU8,
     state: Mutex<State>,
-    /// Signalled when the outcome is stored, for blocking waiters.
-    ready: Condvar,
+}
+
+/// Who to wake when the outcome is stored.
+#[derive(Debug)]
+enum Waiter {
+    /// A thread blocked in [`Completion::wait_until`]: unparked. Unparking a thread that has
+    /// not parked yet costs no system call, so a completion that beats its caller to sleep is
+    /// cheap.
+    Thread(Thread),
+    /// A task awaiting the [`Completion`] future.
+    Task(Waker),
 }
 
 /// What the mutex guards.
@@ -84,8 +94,8 @@ struct State {
     completed: bool,
     /// Set when the caller has its answer or has left; completions are then discarded.
     caller_gone: bool,
-    /// The task to wake when the outcome arrives (async callers only).
-    waker: Option<Waker>,
+    /// The thread or task to wake when the outcome arrives.
+    waiter: Option<Waiter>,
 }
 
 impl Cell {
@@ -106,11 +116,12 @@ impl Cell {
             return false;
         }
         state.outcome = Some(outcome);
-        let waker = state.waker.take();
+        let waiter = state.waiter.take();
         drop(state);
-        self.ready.notify_all();
-        if let Some(waker) = waker {
-            waker.wake();
+        match waiter {
+            Some(Waiter::Thread(thread)) => thread.unpark(),
+            Some(Waiter::Task(waker)) => waker.wake(),
+            None => {}
         }
         true
     }
@@ -119,7 +130,7 @@ impl Cell {
     /// has not claimed it, and say which happened.
     fn give_up(&self, state: &mut State) -> CommitResult {
         state.caller_gone = true;
-        state.waker = None;
+        state.waiter = None;
         let sent = self
             .stage
             .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
@@ -283,7 +294,6 @@ impl Op {
         let cell = Arc::new(Cell {
             stage: AtomicU8::new(QUEUED),
             state: Mutex::new(State::default()),
-            ready: Condvar::new(),
         });
         let completion = Completion {
             cell: Arc::clone(&cell),
@@ -542,21 +552,25 @@ impl Completion {
     /// ```
     pub fn wait_until(self, deadline: Instant) -> CommitResult {
         let cell = &self.cell;
-        let mut state = cell.lock();
+        let mut registered = false;
         loop {
-            if let Some(outcome) = state.outcome.take() {
-                state.caller_gone = true;
-                return outcome;
-            }
             let now = Instant::now();
-            if now >= deadline {
-                return cell.give_up(&mut state);
+            {
+                let mut state = cell.lock();
+                if let Some(outcome) = state.outcome.take() {
+                    state.caller_gone = true;
+                    return outcome;
+                }
+                if now >= deadline {
+                    return cell.give_up(&mut state);
+                }
+                if !registered {
+                    state.waiter = Some(Waiter::Thread(thread::current()));
+                    registered = true;
+                }
             }
-            state = cell
-                .ready
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            // Returns at the unpark, at the timeout, or spuriously: the loop looks again.
+            thread::park_timeout(deadline - now);
         }
         // `self` drops here and finds `caller_gone` set: nothing more to do.
     }
@@ -618,9 +632,9 @@ impl Future for Completion {
         if Instant::now() >= this.deadline {
             return Poll::Ready(this.cell.give_up(&mut state));
         }
-        match &mut state.waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            waker => *waker = Some(cx.waker().clone()),
+        match &mut state.waiter {
+            Some(Waiter::Task(waker)) if waker.will_wake(cx.waker()) => {}
+            waiter => *waiter = Some(Waiter::Task(cx.waker().clone())),
         }
         Poll::Pending
     }
@@ -635,7 +649,7 @@ impl Drop for Completion {
         // Leaving without an answer: release the waker and any outcome, and make sure an op
         // not yet sent never will be.
         state.caller_gone = true;
-        state.waker = None;
+        state.waiter = None;
         state.outcome = None;
         let _ = self.cell.stage.compare_exchange(
             QUEUED,
@@ -648,9 +662,9 @@ impl Drop for Completion {
 
 /// Appends `bytes` as a RESP bulk string.
 fn push_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.push(b'$');
-    out.extend_from_slice(bytes.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n");
+    use std::io::Write as _;
+    // Writing to a Vec cannot fail; `write!` formats the length without a temporary String.
+    let _ = write!(out, "${}\r\n", bytes.len());
     out.extend_from_slice(bytes);
     out.extend_from_slice(b"\r\n");
 }
