@@ -14,6 +14,7 @@
 //! | `batching` | `max_batch`, `p95_budget` | how many writes one pipelined round trip carries |
 //! | `commit` | `timeout` | the default deadline of one commit, from the call to its ACK |
 //! | `auth` | `username`, `password` | `AUTH` sent on every new connection |
+//! | `tls` | `enabled`, `ca_file`, `server_name`, `client_cert_file`, `client_key_file` | TLS on every connection, the nodes' certificates always verified |
 //!
 //! Every key is optional: a missing key takes the template's value ([`Config::default`]).
 //! Unknown keys are errors, and so are values out of range; a [`ConfigError`] always names the
@@ -262,6 +263,8 @@ pub struct Config {
     pub commit: Commit,
     /// Credentials sent with `AUTH` on every connection.
     pub auth: Auth,
+    /// TLS: the CA that signed the nodes' certificates, and an optional client certificate.
+    pub tls: Tls,
 }
 
 impl Config {
@@ -425,7 +428,58 @@ impl Config {
                 ));
             }
         }
-        Ok(())
+        self.validate_tls()
+    }
+
+    /// Whether connections use TLS: `tls.enabled`, or any seed node given as `rediss://`.
+    ///
+    /// A cluster speaks TLS on all its nodes or on none, and the nodes the client learns
+    /// from the topology are dialled like the seeds, so one `rediss://` seed turns TLS on for
+    /// every connection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// assert!(!Config::default().tls_enabled());
+    /// let mut config = Config::default();
+    /// config.nodes = vec!["rediss://127.0.0.1:7000".parse()?];
+    /// assert!(config.tls_enabled());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn tls_enabled(&self) -> bool {
+        self.tls.enabled || self.nodes.iter().any(NodeAddr::is_tls)
+    }
+
+    /// The `tls` section: keys that go together, a server name that parses, and, when TLS is
+    /// on, files that can be read and hold what they should.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let t = &self.tls;
+        match (&t.client_cert_file, &t.client_key_file) {
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    "tls.client_key_file",
+                    "is required when tls.client_cert_file is set (the client certificate's private key, PEM)",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "tls.client_cert_file",
+                    "is required when tls.client_key_file is set (the client certificate, PEM)",
+                ))
+            }
+            _ => {}
+        }
+        if !self.tls_enabled() {
+            return Ok(());
+        }
+        crate::conn::tls::TlsConnector::new(t)
+            .map(drop)
+            .map_err(|err| match err.config_key() {
+                Some(key) => ConfigError::invalid(key, err.to_string()),
+                None => ConfigError::invalid("tls", err.to_string()),
+            })
     }
 
     /// The number of pending writes at which a ring counts as full for backpressure:
@@ -791,6 +845,49 @@ pub struct Auth {
     pub username: Option<String>,
     /// Password; never printed by `Debug`. Default none.
     pub password: Option<Password>,
+}
+
+/// `tls`: TLS on every connection (rustls with the *ring* provider: TLS 1.3 and 1.2).
+///
+/// TLS is on when `enabled` is true or any seed in `nodes` is a `rediss://` URL (see
+/// [`Config::tls_enabled`]). Verification cannot be turned off: every node's certificate
+/// must chain to a certificate in `ca_file` (or, when it is not set, in the system's trust
+/// store) and be valid (SAN) for the name dialled, which is the node's host as the seed list
+/// or the cluster gives it (usually an IP address), or `server_name` when set. With TLS on,
+/// the files are read when the configuration is validated, so a missing or unreadable file is
+/// a [`ConfigError`] naming its key and path.
+///
+/// # Examples
+///
+/// ```
+/// use slotline_client::config::Config;
+///
+/// let c = Config::from_yaml_str("tls: { enabled: false, ca_file: /etc/redis/ca.pem }")?;
+/// assert!(!c.tls_enabled());
+/// let err = Config::from_yaml_str("tls: { enabled: true, ca_file: /no/such/ca.pem }").unwrap_err();
+/// assert!(err.to_string().contains("tls.ca_file: /no/such/ca.pem"), "{err}");
+/// # Ok::<(), slotline_client::ConfigError>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// Use TLS on every connection. A `rediss://` seed turns it on too. Default false.
+    pub enabled: bool,
+    /// PEM file with the CA certificate(s) that signed the nodes' certificates; a bundle of
+    /// several is accepted. Default none: the system's trust store (`SSL_CERT_FILE`,
+    /// `SSL_CERT_DIR`, else the operating system's bundle), for nodes with publicly trusted
+    /// certificates.
+    pub ca_file: Option<PathBuf>,
+    /// The name the nodes' certificates are checked against, instead of each node's host:
+    /// for clusters that announce IP addresses while their certificates carry a DNS name.
+    /// A DNS name or an IP address. Default none (each node's own host).
+    pub server_name: Option<String>,
+    /// PEM file with the client certificate (and its chain) for mutual TLS, for nodes started
+    /// with `tls-auth-clients yes`; needs `client_key_file`. Default none.
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM file with the client certificate's private key (PKCS#8, PKCS#1 or SEC1); needs
+    /// `client_cert_file`. Default none.
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// A password that `Debug` prints as `"***"`.

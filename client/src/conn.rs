@@ -32,6 +32,16 @@
 //!
 //! Writing all N commands before reading is safe with Redis, which keeps reading while its
 //! replies queue in its output buffer; N is bounded by the caller (`batching.max_batch`).
+//!
+//! # TLS
+//!
+//! With [`ConnOptions::tls`] set (the `tls` section, or a `rediss://` seed), the same socket,
+//! its options already set and connected, is wrapped in a rustls stream after a handshake
+//! bounded by `dial_timeout`; everything above (buffers, pipelines, `AUTH`) is unchanged, and
+//! the socket options still read back from the socket underneath. The [`tls`] module explains
+//! the trust rules and rustls's own (bounded) buffers.
+
+pub mod tls;
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -42,6 +52,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::config::{Config, NodeAddr, Password};
 use crate::error::Error;
+use tls::{TlsConnector, TlsStream};
 
 /// The outcome of one command in a pipeline: its reply, or the error reply the node sent for it.
 pub type Reply = Result<Value, ServerError>;
@@ -87,10 +98,18 @@ pub struct ConnOptions {
     pub read_buffer: usize,
     /// Write buffer size in bytes (at least [`MIN_BUFFER`]).
     pub write_buffer: usize,
+    /// TLS for every connection made with these options (whatever the node's scheme), or
+    /// `None` for plaintext; a `rediss://` node then fails with [`Error::TlsUnsupported`].
+    pub tls: Option<TlsConnector>,
 }
 
 impl ConnOptions {
-    /// Options taken from `redis_pool`, `tcp_tuning` and `auth`, with the default buffer sizes.
+    /// Options taken from `redis_pool`, `tcp_tuning`, `auth` and `tls`, with the default
+    /// buffer sizes.
+    ///
+    /// TLS is on when [`Config::tls_enabled`] says so. This cannot fail: if the TLS files
+    /// cannot be read (a configuration that was never validated, or a file removed since),
+    /// every connect reports why.
     ///
     /// # Examples
     ///
@@ -114,6 +133,9 @@ impl ConnOptions {
             password: config.auth.password.clone(),
             read_buffer: DEFAULT_BUFFER,
             write_buffer: DEFAULT_BUFFER,
+            tls: config
+                .tls_enabled()
+                .then(|| TlsConnector::new_or_deferred(&config.tls)),
         }
     }
 
@@ -161,7 +183,7 @@ impl Default for ConnOptions {
 pub struct Conn {
     /// `host:port` for error messages.
     addr: String,
-    stream: TcpStream,
+    stream: Stream,
     /// Fixed-size read buffer; `rbuf[rstart..rend]` holds received bytes not yet decoded.
     rbuf: Box<[u8]>,
     rstart: usize,
@@ -181,6 +203,7 @@ impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Conn")
             .field("addr", &self.addr)
+            .field("tls", &self.is_tls())
             .field("unread", &self.unread)
             .field("broken", &self.broken)
             .finish_non_exhaustive()
@@ -189,13 +212,17 @@ impl std::fmt::Debug for Conn {
 
 impl Conn {
     /// Connects to `node`: builds the socket, sets its buffers and `TCP_NODELAY`, connects
-    /// within `dial_timeout` (trying each resolved address in turn), sets the read and write
-    /// timeouts, and sends `AUTH` when credentials are configured.
+    /// within `dial_timeout` (trying each resolved address in turn), runs the TLS handshake
+    /// within another `dial_timeout` when [`ConnOptions::tls`] is set, sets the read and
+    /// write timeouts, and sends `AUTH` when credentials are configured.
     ///
     /// # Errors
     ///
-    /// [`Error::TlsUnsupported`] for a `rediss://` node; [`Error::Timeout`] / [`Error::Io`] when
-    /// the node cannot be reached; [`Error::Auth`] when `AUTH` is refused.
+    /// [`Error::TlsUnsupported`] for a `rediss://` node when `opts.tls` is `None`;
+    /// [`Error::Timeout`] / [`Error::Io`] when the node cannot be reached or the handshake
+    /// does not finish (`during: "TLS handshake"`); [`Error::Io`] carrying a
+    /// [`tls::TlsError`] when the node's certificate is not trusted or the handshake is
+    /// refused ([`tls::TlsError::find`]); [`Error::Auth`] when `AUTH` is refused.
     ///
     /// # Examples
     ///
@@ -209,7 +236,7 @@ impl Conn {
     /// ```
     pub fn connect(node: &NodeAddr, opts: &ConnOptions) -> Result<Conn, Error> {
         let addr = node.to_string();
-        if node.is_tls() {
+        if node.is_tls() && opts.tls.is_none() {
             return Err(Error::TlsUnsupported { addr });
         }
         let opts = opts.for_node(node);
@@ -229,7 +256,7 @@ impl Conn {
                 Err(err) => last = err,
             }
         }
-        let stream = match stream {
+        let tcp = match stream {
             Some(stream) => stream,
             None if is_timeout(&last) => {
                 return Err(Error::Timeout {
@@ -239,10 +266,19 @@ impl Conn {
             }
             None => return Err(io_err(last)),
         };
+        let stream = match &opts.tls {
+            Some(tls) => Stream::Tls(Box::new(tls.handshake(
+                tcp,
+                node.host(),
+                &addr,
+                opts.dial_timeout,
+            )?)),
+            None => Stream::Plain(tcp),
+        };
         // AUTH runs under the dial timeout; the configured timeouts apply afterwards.
-        stream
-            .set_read_timeout(Some(opts.dial_timeout))
-            .and_then(|()| stream.set_write_timeout(Some(opts.dial_timeout)))
+        let tcp = stream.tcp();
+        tcp.set_read_timeout(Some(opts.dial_timeout))
+            .and_then(|()| tcp.set_write_timeout(Some(opts.dial_timeout)))
             .map_err(io_err)?;
 
         let read_buffer = opts.read_buffer.max(MIN_BUFFER);
@@ -271,9 +307,9 @@ impl Conn {
                 });
             }
         }
-        conn.stream
-            .set_read_timeout(Some(opts.read_timeout))
-            .and_then(|()| conn.stream.set_write_timeout(Some(opts.write_timeout)))
+        let tcp = conn.stream.tcp();
+        tcp.set_read_timeout(Some(opts.read_timeout))
+            .and_then(|()| tcp.set_write_timeout(Some(opts.write_timeout)))
             .map_err(|source| Error::Io {
                 addr: conn.addr.clone(),
                 source,
@@ -293,6 +329,20 @@ impl Conn {
     /// ```
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// Whether this connection runs over TLS.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use slotline_client::conn::{Conn, ConnOptions};
+    /// let conn = Conn::connect(&"127.0.0.1:7000".parse()?, &ConnOptions::default())?;
+    /// assert!(!conn.is_tls());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
     }
 
     /// Whether an earlier error left the connection unusable. Every call then fails with
@@ -423,7 +473,7 @@ impl Conn {
             self.flush()?;
         }
         if cmd.len() > self.wcap {
-            let result = self.stream.write_all(cmd);
+            let result = self.stream.send(cmd);
             self.io_result(result, "write")?;
         } else {
             self.wbuf.extend_from_slice(cmd);
@@ -485,7 +535,7 @@ impl Conn {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        let result = self.stream.write_all(&self.wbuf);
+        let result = self.stream.send(&self.wbuf);
         self.wbuf.clear();
         if self.wbuf.capacity() > self.wcap {
             // One oversized command grew the buffer: give the memory back.
@@ -611,6 +661,7 @@ impl Conn {
     /// ```
     pub fn set_read_timeout(&mut self, timeout: Duration) -> Result<(), Error> {
         self.stream
+            .tcp()
             .set_read_timeout(Some(timeout))
             .map_err(|source| Error::Io {
                 addr: self.addr.clone(),
@@ -634,7 +685,7 @@ impl Conn {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        self.stream.read_timeout()
+        self.stream.tcp().read_timeout()
     }
 
     /// The write timeout, as the kernel reports it.
@@ -653,7 +704,7 @@ impl Conn {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        self.stream.write_timeout()
+        self.stream.tcp().write_timeout()
     }
 
     /// `SO_SNDBUF` as the kernel reports it (on Linux, twice the requested size, capped by
@@ -672,7 +723,7 @@ impl Conn {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send_buffer_size(&self) -> io::Result<usize> {
-        SockRef::from(&self.stream).send_buffer_size()
+        SockRef::from(self.stream.tcp()).send_buffer_size()
     }
 
     /// `SO_RCVBUF` as the kernel reports it (on Linux, twice the requested size, capped by
@@ -691,7 +742,7 @@ impl Conn {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv_buffer_size(&self) -> io::Result<usize> {
-        SockRef::from(&self.stream).recv_buffer_size()
+        SockRef::from(self.stream.tcp()).recv_buffer_size()
     }
 
     /// `TCP_NODELAY` as the kernel reports it.
@@ -709,7 +760,7 @@ impl Conn {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn nodelay(&self) -> io::Result<bool> {
-        self.stream.nodelay()
+        self.stream.tcp().nodelay()
     }
 
     /// Reads more bytes into the read buffer, first moving undecoded bytes to its start if the
@@ -729,7 +780,13 @@ impl Conn {
         }
         loop {
             match self.stream.read(&mut self.rbuf[self.rend..]) {
+                // A TLS peer that goes away without `close_notify` is an unexpected EOF.
                 Ok(0) => {
+                    return Err(self.break_with(Error::Closed {
+                        addr: self.addr.clone(),
+                    }))
+                }
+                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
                     return Err(self.break_with(Error::Closed {
                         addr: self.addr.clone(),
                     }))
@@ -766,10 +823,20 @@ impl Conn {
                 addr: self.addr.clone(),
                 during,
             })),
-            Err(source) => Err(self.break_with(Error::Io {
-                addr: self.addr.clone(),
-                source,
-            })),
+            Err(source) => {
+                let tls_failure = match self.stream {
+                    Stream::Tls(_) => tls::stream_error(&source, false),
+                    Stream::Plain(_) => None,
+                };
+                let err = match tls_failure {
+                    Some(tls) => tls.into_error(&self.addr),
+                    None => Error::Io {
+                        addr: self.addr.clone(),
+                        source,
+                    },
+                };
+                Err(self.break_with(err))
+            }
         }
     }
 }
@@ -780,6 +847,44 @@ fn is_timeout(err: &io::Error) -> bool {
         err.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
+}
+
+/// The connection's byte stream: the socket itself, or rustls over it.
+enum Stream {
+    Plain(TcpStream),
+    /// Boxed: a rustls connection is a few hundred bytes more than a socket.
+    Tls(Box<TlsStream>),
+}
+
+impl Stream {
+    /// The socket underneath, for timeouts and socket options.
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => tls.get_ref(),
+        }
+    }
+
+    /// Writes all of `bytes` to the socket. Over TLS the records are flushed too, so a write
+    /// that fails or times out is reported here, not by a later call.
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Plain(tcp) => tcp.write_all(bytes),
+            Stream::Tls(tls) => {
+                tls.write_all(bytes)?;
+                tls.flush()
+            }
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => tcp.read(buf),
+            Stream::Tls(tls) => tls.read(buf),
+        }
+    }
 }
 
 fn open_socket(target: std::net::SocketAddr, opts: &ConnOptions) -> io::Result<TcpStream> {

@@ -21,6 +21,12 @@
 //! answering: a dead process can linger as a zombie holding its port for a moment, so
 //! "the process is gone" is decided by the port, not by `kill -0`. The directory is then removed.
 //!
+//! With [`LocalServerBuilder::tls`] / [`LocalClusterBuilder::tls`] the servers listen only
+//! on a TLS port (`--port 0 --tls-port P`); cluster nodes also speak TLS on the cluster bus
+//! and for replication (`--tls-cluster yes --tls-replication yes`). The helpers here
+//! ([`LocalServer::query`], [`LocalCluster::cli`], the health checks) then connect with TLS
+//! too, verifying the server against the CA in [`TlsFiles`].
+//!
 //! Ports are picked by binding `127.0.0.1:0`, and a port is used only if `port + 10000` (the
 //! cluster bus) is free too. Ports handed out stay reserved in this process until their
 //! server is dropped, so tests running in parallel threads never pick the same one; a server
@@ -37,7 +43,8 @@ use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, NodeAddr, Password};
+use crate::config::{Config, NodeAddr, Password, Tls};
+use crate::conn::tls::{TlsConnector, TlsError};
 use crate::conn::{server_error_text, Conn, ConnOptions, Reply};
 use crate::error::Error;
 
@@ -108,6 +115,8 @@ pub enum LocalError {
     NoSuchNode(usize),
     /// The node with this index is not running.
     NodeNotRunning(usize),
+    /// The [`TlsFiles`] cannot be used by the helpers' own connections.
+    Tls(TlsError),
 }
 
 impl fmt::Display for LocalError {
@@ -140,6 +149,7 @@ impl fmt::Display for LocalError {
             LocalError::InvalidLayout(why) => write!(f, "invalid cluster layout: {why}"),
             LocalError::NoSuchNode(i) => write!(f, "no node with index {i}"),
             LocalError::NodeNotRunning(i) => write!(f, "node {i} is not running"),
+            LocalError::Tls(err) => write!(f, "TLS files not usable: {err}"),
         }
     }
 }
@@ -148,6 +158,7 @@ impl std::error::Error for LocalError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             LocalError::Io { source, .. } => Some(source),
+            LocalError::Tls(err) => Some(err),
             _ => None,
         }
     }
@@ -249,11 +260,147 @@ fn port_answers(port: u16) -> bool {
 // One server process
 // ---------------------------------------------------------------------------------------------
 
+/// The PEM files of a TLS server: its certificate and key, and the CA that signed them.
+///
+/// The server trusts `ca_file` for client certificates, and cluster nodes present their own
+/// certificate when they connect to each other (cluster bus, replication), so the certificate
+/// must allow both server and client authentication (no extended key usage, or both), carry
+/// `127.0.0.1` as an IP subject alternative name, and be signed by the CA in `ca_file`.
+///
+/// # Examples
+///
+/// ```no_run
+/// use slotline_client::local::{LocalServer, TlsFiles};
+///
+/// let files = TlsFiles::new("ca.pem", "server.pem", "server.key");
+/// let server = LocalServer::builder().tls(&files).start()?;
+/// assert!(server.tls().is_some());
+/// # Ok::<(), slotline_client::local::LocalError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The CA certificate (PEM) that signed `cert_file`; the server trusts it for clients.
+    pub ca_file: PathBuf,
+    /// The server's certificate (PEM).
+    pub cert_file: PathBuf,
+    /// The server's private key (PEM).
+    pub key_file: PathBuf,
+    /// `tls-auth-clients yes`: clients must present a certificate signed by `ca_file`.
+    /// Default false (`tls-auth-clients no`).
+    pub auth_clients: bool,
+}
+
+impl TlsFiles {
+    /// The three files, with client certificates not required.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::local::TlsFiles;
+    ///
+    /// let files = TlsFiles::new("ca.pem", "server.pem", "server.key");
+    /// assert!(!files.auth_clients);
+    /// ```
+    pub fn new(
+        ca_file: impl Into<PathBuf>,
+        cert_file: impl Into<PathBuf>,
+        key_file: impl Into<PathBuf>,
+    ) -> TlsFiles {
+        TlsFiles {
+            ca_file: ca_file.into(),
+            cert_file: cert_file.into(),
+            key_file: key_file.into(),
+            auth_clients: false,
+        }
+    }
+
+    /// The `tls` section a client of these servers needs: TLS on, `ca_file`, and, when the
+    /// servers require client certificates, the server's own certificate and key as the
+    /// client's (they are signed by the trusted CA).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::local::TlsFiles;
+    ///
+    /// let mut files = TlsFiles::new("ca.pem", "server.pem", "server.key");
+    /// assert!(files.client_settings().client_cert_file.is_none());
+    /// files.auth_clients = true;
+    /// assert_eq!(files.client_settings().client_key_file, Some("server.key".into()));
+    /// ```
+    pub fn client_settings(&self) -> Tls {
+        Tls {
+            enabled: true,
+            ca_file: Some(self.ca_file.clone()),
+            server_name: None,
+            client_cert_file: self.auth_clients.then(|| self.cert_file.clone()),
+            client_key_file: self.auth_clients.then(|| self.key_file.clone()),
+        }
+    }
+
+    /// `redis-server` arguments for a TLS-only server on `port`.
+    fn server_args(&self, port: u16, cluster: bool) -> Vec<String> {
+        let mut args = vec![
+            "--port".to_owned(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            self.cert_file.display().to_string(),
+            "--tls-key-file".into(),
+            self.key_file.display().to_string(),
+            "--tls-ca-cert-file".into(),
+            self.ca_file.display().to_string(),
+            "--tls-auth-clients".into(),
+            if self.auth_clients { "yes" } else { "no" }.into(),
+        ];
+        if cluster {
+            args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"].map(String::from));
+        }
+        args
+    }
+
+    /// `redis-cli` arguments to reach a server started with these files.
+    fn cli_args(&self) -> Vec<String> {
+        vec![
+            "--tls".to_owned(),
+            "--cacert".into(),
+            self.ca_file.display().to_string(),
+            "--cert".into(),
+            self.cert_file.display().to_string(),
+            "--key".into(),
+            self.key_file.display().to_string(),
+        ]
+    }
+}
+
+/// The helpers' own TLS: the files, and a connector that presents the server's certificate
+/// as a client certificate (needed when the server requires one).
+#[derive(Clone, Debug)]
+struct LocalTls {
+    files: TlsFiles,
+    connector: TlsConnector,
+}
+
+impl LocalTls {
+    fn new(files: &TlsFiles) -> Result<LocalTls, LocalError> {
+        let mut settings = files.client_settings();
+        settings.client_cert_file = Some(files.cert_file.clone());
+        settings.client_key_file = Some(files.key_file.clone());
+        let connector = TlsConnector::new(&settings).map_err(LocalError::Tls)?;
+        Ok(LocalTls {
+            files: files.clone(),
+            connector,
+        })
+    }
+}
+
 /// Options shared by cluster nodes and standalone servers.
 #[derive(Clone, Debug, Default)]
 struct ServerOptions {
     args: Vec<String>,
     password: Option<Password>,
+    tls: Option<TlsFiles>,
 }
 
 /// One `redis-server` child process and the port it owns.
@@ -262,6 +409,7 @@ struct Process {
     dir: PathBuf,
     args: Vec<String>,
     password: Option<Password>,
+    tls: Option<LocalTls>,
     child: Option<Child>,
 }
 
@@ -274,6 +422,7 @@ impl Process {
         opts: &ServerOptions,
         deadline: Instant,
     ) -> Result<Process, LocalError> {
+        let tls = opts.tls.as_ref().map(LocalTls::new).transpose()?;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -281,9 +430,11 @@ impl Process {
             let dir = parent.join(port.to_string());
             std::fs::create_dir_all(&dir)
                 .map_err(io_context(format!("creating {}", dir.display())))?;
-            let mut args = vec![
-                "--port".to_owned(),
-                port.to_string(),
+            let mut args = match &tls {
+                Some(tls) => tls.files.server_args(port, cluster),
+                None => vec!["--port".to_owned(), port.to_string()],
+            };
+            args.extend([
                 "--bind".into(),
                 "127.0.0.1".into(),
                 "--daemonize".into(),
@@ -296,7 +447,7 @@ impl Process {
                 "no".into(),
                 "--enable-debug-command".into(),
                 "local".into(),
-            ];
+            ]);
             if cluster {
                 args.extend(
                     [
@@ -324,6 +475,7 @@ impl Process {
                 dir,
                 args,
                 password: opts.password.clone(),
+                tls: tls.clone(),
                 child: None,
             };
             match process.spawn().and_then(|()| process.wait_ready(deadline)) {
@@ -396,6 +548,7 @@ impl Process {
             read_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(5),
             password: self.password.clone(),
+            tls: self.tls.as_ref().map(|tls| tls.connector.clone()),
             ..ConnOptions::default()
         }
     }
@@ -428,6 +581,9 @@ impl Process {
         let bins = binaries()?;
         let mut cmd = Command::new(&bins.cli);
         cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some(tls) = &self.tls {
+            cmd.args(tls.files.cli_args());
+        }
         if let Some(pw) = &self.password {
             cmd.args(["-a", pw.expose(), "--no-auth-warning"]);
         }
@@ -724,6 +880,24 @@ impl LocalClusterBuilder {
         self
     }
 
+    /// Runs every node TLS-only on its port, with TLS on the cluster bus and for replication
+    /// (see [`TlsFiles`] for what the certificate must allow). [`LocalCluster::config`] then
+    /// has the matching `tls` section.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use slotline_client::local::{LocalCluster, TlsFiles};
+    /// let files = TlsFiles::new("ca.pem", "node.pem", "node.key");
+    /// let c = LocalCluster::builder().masters(1).replicas_per_master(0).tls(&files).start()?;
+    /// assert!(c.config().tls_enabled());
+    /// # Ok::<(), slotline_client::local::LocalError>(())
+    /// ```
+    pub fn tls(mut self, files: &TlsFiles) -> Self {
+        self.server.tls = Some(files.clone());
+        self
+    }
+
     /// How long [`LocalClusterBuilder::start`] may take before giving up (default 60 s).
     ///
     /// # Examples
@@ -780,6 +954,7 @@ impl LocalClusterBuilder {
             masters: self.masters,
             replicas_per_master: self.replicas_per_master,
             password: self.server.password.clone(),
+            tls: self.server.tls.clone(),
             startup_time: Duration::ZERO,
             dir,
         };
@@ -827,6 +1002,7 @@ pub struct LocalCluster {
     masters: usize,
     replicas_per_master: usize,
     password: Option<Password>,
+    tls: Option<TlsFiles>,
     startup_time: Duration,
     // Declared last so it is removed after every process has stopped.
     dir: tempfile::TempDir,
@@ -927,8 +1103,9 @@ impl LocalCluster {
             .collect()
     }
 
-    /// A [`Config`] (defaults otherwise) whose `nodes` are this cluster's nodes and whose
-    /// `auth.password` is its `requirepass`, if any.
+    /// A [`Config`] (defaults otherwise) whose `nodes` are this cluster's nodes, whose
+    /// `auth.password` is its `requirepass`, if any, and whose `tls` section is
+    /// [`TlsFiles::client_settings`] for a TLS cluster.
     ///
     /// # Examples
     ///
@@ -944,7 +1121,24 @@ impl LocalCluster {
             ..Config::default()
         };
         config.auth.password = self.password.clone();
+        if let Some(files) = &self.tls {
+            config.tls = files.client_settings();
+        }
         config
+    }
+
+    /// The TLS files the nodes were started with, for a TLS cluster.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use slotline_client::local::LocalCluster;
+    /// let c = LocalCluster::start()?;
+    /// assert!(c.tls().is_none());
+    /// # Ok::<(), slotline_client::local::LocalError>(())
+    /// ```
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
     }
 
     /// Time from the call to `start` until the cluster was healthy.
@@ -994,7 +1188,8 @@ impl LocalCluster {
         Ok(self.process(i)?.log_path())
     }
 
-    /// Runs `redis-cli -p <port of node i> args...` and returns what it printed.
+    /// Runs `redis-cli -p <port of node i> args...` (with `--tls` and the [`TlsFiles`] for a
+    /// TLS cluster) and returns what it printed.
     ///
     /// # Errors
     ///
@@ -1314,6 +1509,9 @@ impl LocalCluster {
         if let Some(pw) = &self.password {
             cmd.args(["-a", pw.expose(), "--no-auth-warning"]);
         }
+        if let Some(files) = &self.tls {
+            cmd.args(files.cli_args());
+        }
         let output = cmd
             .stdin(Stdio::null())
             .output()
@@ -1505,6 +1703,24 @@ impl LocalServerBuilder {
         self
     }
 
+    /// Runs the server TLS-only: `--port 0 --tls-port P` with the certificate, key and CA of
+    /// `files`, and `--tls-auth-clients` as `files.auth_clients` says. [`LocalServer::addr`]
+    /// is then the TLS port, and the server's helpers connect with TLS.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use slotline_client::local::{LocalServer, TlsFiles};
+    /// let files = TlsFiles::new("ca.pem", "server.pem", "server.key");
+    /// let s = LocalServer::builder().tls(&files).start()?;
+    /// assert_eq!(s.cli(&["PING"])?.trim(), "PONG");
+    /// # Ok::<(), slotline_client::local::LocalError>(())
+    /// ```
+    pub fn tls(mut self, files: &TlsFiles) -> Self {
+        self.server.tls = Some(files.clone());
+        self
+    }
+
     /// Starts the server and waits until it answers `PING`.
     ///
     /// # Errors
@@ -1648,7 +1864,22 @@ impl LocalServer {
         self.process.log_path()
     }
 
-    /// Runs `redis-cli -p <port> args...` and returns what it printed.
+    /// The TLS files the server was started with, if it runs TLS.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use slotline_client::local::LocalServer;
+    /// let s = LocalServer::start()?;
+    /// assert!(s.tls().is_none());
+    /// # Ok::<(), slotline_client::local::LocalError>(())
+    /// ```
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.process.tls.as_ref().map(|tls| &tls.files)
+    }
+
+    /// Runs `redis-cli -p <port> args...` (with `--tls` and the [`TlsFiles`] for a TLS
+    /// server) and returns what it printed.
     ///
     /// # Errors
     ///
