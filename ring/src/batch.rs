@@ -52,7 +52,9 @@ impl<T> Ring<T> {
     ///
     /// `out.extend` receives an iterator that yields exactly the popped items. Each slot is
     /// released before its item is yielded, so if `extend` panics or stops early, the ring stays
-    /// consistent and the items it did not take are dropped (each exactly once).
+    /// consistent and the items it did not take are dropped (each exactly once). An `extend`
+    /// that leaks the iterator (`mem::forget`) instead leaves its untaken slots claimed, and
+    /// the ring stops at them; no `Extend` in `std` does that.
     ///
     /// # Examples
     ///

@@ -130,12 +130,13 @@ fn pop_batch_releases_its_slots_when_extend_panics() {
 
 #[test]
 fn zero_sized_items_are_counted() {
-    let ring = Ring::new(1000);
-    for _ in 0..1000 {
+    let cap = if cfg!(miri) { 50 } else { 1000 };
+    let ring = Ring::new(cap);
+    for _ in 0..cap {
         ring.try_push(()).unwrap();
     }
     assert_eq!(ring.try_push(()), Err(Full(())));
-    assert_eq!(ring.pop_batch(usize::MAX, &mut Vec::new()), 1000);
+    assert_eq!(ring.pop_batch(usize::MAX, &mut Vec::new()), cap);
 }
 
 #[test]

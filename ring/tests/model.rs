@@ -107,6 +107,12 @@ fn check(cap: usize, ops: &[Op]) {
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: if cfg!(miri) { 8 } else { 512 },
+        // Miri's isolation forbids the file lookup that failure persistence does.
+        failure_persistence: if cfg!(miri) {
+            None
+        } else {
+            ProptestConfig::default().failure_persistence
+        },
         ..ProptestConfig::default()
     })]
 
