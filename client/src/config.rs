@@ -167,6 +167,9 @@ impl ConfigError {
                 message.truncate(stripped.len());
             }
         }
+        // serde quotes a string it could not use (`invalid type: string "...", expected ...`);
+        // that string may be a password written in the wrong place (`auth: hunter2`).
+        let mut message = hide_quoted_strings(&message);
         // Keys inside a section come prefixed with their path; an unknown top-level key does not.
         if message.starts_with("unknown field") {
             message.insert_str(0, "top level: ");
@@ -178,6 +181,32 @@ impl ConfigError {
             column: location.as_ref().map(|l| l.column()),
         }
     }
+}
+
+/// `message` with every `string "..."` that serde wrote (a value it could not use, quoted with
+/// Rust escapes) replaced by `string (value not shown)`. The key path stays, so the message
+/// still says what to fix.
+fn hide_quoted_strings(message: &str) -> String {
+    const OPEN: &str = "string \"";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find(OPEN) {
+        out.push_str(&rest[..start]);
+        let quoted = &rest[start + OPEN.len()..];
+        let mut escaped = false;
+        let end = quoted.char_indices().find_map(|(i, c)| {
+            let closes = c == '"' && !escaped;
+            escaped = c == '\\' && !escaped;
+            closes.then_some(i)
+        });
+        out.push_str("string (value not shown)");
+        match end {
+            Some(end) => rest = &quoted[end + 1..],
+            None => return out,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 impl fmt::Display for ConfigError {
@@ -1492,6 +1521,29 @@ mod tests {
         let a: NodeAddr = "redis://u:topsecret@h:1".parse().unwrap();
         assert!(!format!("{a:?}").contains("topsecret"));
         assert!(!a.to_string().contains("topsecret"));
+    }
+
+    #[test]
+    fn quoted_strings_in_parser_messages_are_hidden() {
+        assert_eq!(
+            hide_quoted_strings(r#"auth: invalid type: string "pw\"x", expected struct Auth"#),
+            "auth: invalid type: string (value not shown), expected struct Auth"
+        );
+        assert_eq!(
+            hide_quoted_strings(r#"a string "x" and string "y\\" end"#),
+            "a string (value not shown) and string (value not shown) end"
+        );
+        assert_eq!(
+            hide_quoted_strings(r#"cut string "abc"#),
+            "cut string (value not shown)"
+        );
+        assert_eq!(
+            hide_quoted_strings("unknown field `x`"),
+            "unknown field `x`"
+        );
+        let err = Config::from_yaml_str("auth: hunter2").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert_eq!(err.key(), Some("auth"));
     }
 
     #[test]

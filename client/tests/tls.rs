@@ -347,9 +347,14 @@ fn mutual_tls_needs_the_client_certificate() {
     assert!(err.is_connection_broken(), "{err:?}");
     eprintln!("mutual TLS without a client certificate: {err}");
 
-    // With it, the connection works.
+    // With it, the connection works; the options print paths, never the key.
     let settings = files.client_settings();
     assert!(settings.client_cert_file.is_some());
+    let debug = format!("{:?}", tls_options(&settings));
+    assert!(
+        debug.contains("node.key") && !debug.contains("PRIVATE KEY"),
+        "{debug}"
+    );
     let mut conn = Conn::connect(&server.addr(), &tls_options(&settings)).unwrap();
     assert_eq!(
         conn.query(&redis::cmd("PING")).unwrap(),
