@@ -28,8 +28,11 @@ pub const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
 /// The shared, refreshable slot → master map, and which writer serves each logical shard.
 ///
 /// Writers are assigned per master: every logical shard goes to the writer of the master that
-/// serves its first slot (masters sorted by address, modulo the writer count). A master that
-/// stalls therefore stalls one writer, and the shards of the other masters keep flowing.
+/// serves its first slot (those masters sorted by address, modulo the writer count). A master
+/// that stalls therefore stalls one writer, and the shards of the other masters keep flowing.
+/// Masters that drain no shard take no place in that order: after a failover the dead master
+/// is still listed (role master, no slots, health `fail`) until it rejoins as a replica, and
+/// counting it would put two live masters on one writer.
 pub(crate) struct Topology {
     map: RwLock<Arc<NodeMap>>,
     shards: ShardMap,
@@ -57,7 +60,18 @@ impl Topology {
         shards: ShardMap,
     ) -> Result<Topology, Error> {
         let map = fetch(seeds.iter().cloned(), &opts)?;
-        let writers = map.masters().count().clamp(1, MAX_WRITERS);
+        let writers = draining_masters(&map, shards).len().clamp(1, MAX_WRITERS);
+        Ok(Topology::new(map, writers, seeds, opts, shards))
+    }
+
+    /// A topology serving `map` with `writers` writer threads.
+    fn new(
+        map: NodeMap,
+        writers: usize,
+        seeds: Vec<NodeAddr>,
+        opts: ConnOptions,
+        shards: ShardMap,
+    ) -> Topology {
         let topology = Topology {
             map: RwLock::new(Arc::new(NodeMap::new())),
             shards,
@@ -79,7 +93,7 @@ impl Topology {
                 .unwrap_or_else(|e| e.into_inner());
             topology.install(map);
         }
-        Ok(topology)
+        topology
     }
 
     /// The number of writer threads shards are spread over.
@@ -99,13 +113,9 @@ impl Topology {
 
     /// Installs `map` and reassigns shards to writers. Call with `install_lock` held.
     fn install(&self, map: NodeMap) {
-        let mut masters: Vec<&Addr> = map.masters().map(|n| &n.addr).collect();
-        masters.sort();
+        let masters = draining_masters(&map, self.shards);
         for (shard, owner) in self.owner.iter().enumerate() {
-            let writer = self
-                .shards
-                .slots(shard)
-                .and_then(|range| map.master_addr(range.start()))
+            let writer = first_slot_master(&map, self.shards, shard)
                 .and_then(|addr| masters.binary_search(&addr).ok())
                 .map_or(shard % self.writers, |i| i % self.writers);
             owner.store(writer, Ordering::Relaxed);
@@ -176,6 +186,23 @@ impl Topology {
             }
         }
     }
+}
+
+/// The master serving the first slot of `shard` (the one whose writer drains the shard).
+fn first_slot_master(map: &NodeMap, shards: ShardMap, shard: usize) -> Option<&Addr> {
+    shards
+        .slots(shard)
+        .and_then(|range| map.master_addr(range.start()))
+}
+
+/// The masters that drain at least one logical shard, sorted by address, without duplicates.
+fn draining_masters(map: &NodeMap, shards: ShardMap) -> Vec<&Addr> {
+    let mut masters: Vec<&Addr> = (0..shards.shard_count())
+        .filter_map(|shard| first_slot_master(map, shards, shard))
+        .collect();
+    masters.sort();
+    masters.dedup();
+    masters
 }
 
 /// Asks each node in turn for the topology; the first complete-enough answer wins.
@@ -253,5 +280,72 @@ pub(crate) fn to_router_value(value: redis::Value) -> Value {
         redis::Value::Boolean(b) => Value::Int(i64::from(b)),
         redis::Value::ServerError(e) => Value::Error(e.to_string()),
         other => Value::Error(format!("unexpected reply type: {other:?}")),
+    }
+}
+
+#[cfg(all(test, not(feature = "loom")))]
+mod tests {
+    use super::*;
+    use slotline_router::{Node, Role, SlotRange};
+
+    fn range(first: u16, last: u16) -> SlotRange {
+        SlotRange::new(Slot::new(first).unwrap(), Slot::new(last).unwrap()).unwrap()
+    }
+
+    fn master(port: u16) -> Node {
+        Node::new(Addr::new("127.0.0.1", port), Role::Master)
+    }
+
+    /// The writers of the shards whose first slot each of `ports` serves.
+    fn writers_of(topology: &Topology, map: &NodeMap, ports: &[u16]) -> Vec<usize> {
+        ports
+            .iter()
+            .map(|&port| {
+                let addr = Addr::new("127.0.0.1", port);
+                let shard = (0..topology.shards.shard_count())
+                    .find(|&s| first_slot_master(map, topology.shards, s) == Some(&addr))
+                    .expect("a shard drained by this master");
+                topology.owner(shard)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_master_left_without_slots_does_not_put_two_masters_on_one_writer() {
+        let shards = ShardMap::default();
+        let mut map = NodeMap::new();
+        map.assign(range(0, 5460), master(7000));
+        map.assign(range(5461, 10922), master(7001));
+        map.assign(range(10923, 16383), master(7002));
+        let topology = Topology::new(map, 3, Vec::new(), ConnOptions::default(), shards);
+
+        // 7001 fails; its replica 7004 takes its slots. The cluster still lists 7001 as a
+        // master with no slots (assigned one slot, then lost it), sorted between live masters.
+        let mut after = NodeMap::new();
+        after.assign(range(0, 5460), master(7000));
+        after.assign(range(5461, 10922), master(7004));
+        after.assign(range(10923, 16383), master(7002));
+        after.assign(range(0, 0), master(7001));
+        after.assign(range(0, 0), master(7000));
+        assert_eq!(after.masters().count(), 4);
+        {
+            let _guard = topology.install_lock.lock().unwrap();
+            topology.install(after.clone());
+        }
+        let mut writers = writers_of(&topology, &after, &[7000, 7002, 7004]);
+        writers.sort_unstable();
+        assert_eq!(writers, [0, 1, 2], "one writer per live master");
+    }
+
+    #[test]
+    fn writers_are_counted_from_the_masters_that_drain_a_shard() {
+        let shards = ShardMap::default();
+        let mut map = NodeMap::new();
+        map.assign(range(0, 8191), master(7000));
+        map.assign(range(8192, 16383), master(7001));
+        map.assign(range(0, 0), master(7005));
+        map.assign(range(0, 0), master(7000));
+        assert_eq!(map.masters().count(), 3);
+        assert_eq!(draining_masters(&map, shards).len(), 2);
     }
 }
