@@ -18,6 +18,11 @@
 //! that every commit succeed instead of counting timeouts. Threads are pinned to one master's
 //! slots each (6/5/5), so a thread waiting out the failover does not hold up the others.
 //!
+//! After the failover each surviving master is paused for writes in turn (`CLIENT PAUSE
+//! WRITE`, 1.5 s), and the other masters' commits must keep flowing: the writers are still one
+//! per master after the map changed, so no two masters share one. The read timeout is raised
+//! to 2 s so that a shared writer would stall for the whole pause instead of timing out.
+//!
 //! Soak: `SLOTLINE_SOAK_SECS=600 cargo test -p slotline-client --test fault_failover --
 //! --ignored` kills each master in turn (restarting the killed node between rounds).
 #![cfg(not(feature = "loom"))]
@@ -29,8 +34,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use fault_support::{
-    figure, keys_on, longest_ok_gap, masters_by_slot, ms, node_index, replicas_of, slot_map,
-    soak_secs, totals, Event, Kind, Load, Report, Tally, Worker,
+    client_pause_write, figure, keys_on, longest_ok_gap, masters_by_slot, ms, node_index,
+    replicas_of, slot_map, soak_secs, totals, Event, Kind, Load, Report, Tally, Worker,
 };
 use slotline_client::local::{LocalCluster, Role};
 use slotline_client::{Client, Config};
@@ -65,8 +70,12 @@ fn config(cluster: &LocalCluster) -> Config {
     config.ack.replicas = 1;
     config.ack.timeout = Duration::from_millis(500);
     config.commit.timeout = Duration::from_secs(10);
+    config.redis_pool.read_timeout = Duration::from_secs(2);
     config
 }
+
+/// How long each surviving master is paused for writes after a failover.
+const WRITE_PAUSE: Duration = Duration::from_millis(1500);
 
 /// One kill: which master, and when (from the load's start).
 #[derive(Debug)]
@@ -77,6 +86,8 @@ struct Round {
     killed: Duration,
     promoted: Duration,
     promoted_node: usize,
+    /// After the failover: (group paused for writes, from, to).
+    pauses: Vec<(usize, Duration, Duration)>,
 }
 
 /// Kills the master now serving `group`'s slots and waits for one of its replicas to say it
@@ -109,6 +120,7 @@ fn kill_and_wait_promotion(
                 killed,
                 promoted: load.now(),
                 promoted_node: r,
+                pauses: Vec::new(),
             };
         }
         assert!(
@@ -162,6 +174,15 @@ fn run(rounds: usize, soak: Duration) {
         let until = r.promoted + AFTER_PROMOTION;
         while load.now() < until {
             thread::sleep(Duration::from_millis(20));
+        }
+        let mut r = r;
+        for g in (0..masters.len()).filter(|&g| g != group) {
+            let node = node_index(&cluster, slot_map(&cluster)[first_slots[g]]);
+            let from = load.now();
+            client_pause_write(&cluster, node, WRITE_PAUSE);
+            thread::sleep(WRITE_PAUSE);
+            r.pauses.push((g, from, load.now()));
+            thread::sleep(Duration::from_millis(500));
         }
         let victim = r.victim;
         done.push(r);
@@ -257,6 +278,24 @@ fn analyse(rounds: &[Round], reports: &[Report], ended: Duration) {
                     ms(window),
                     ms(start),
                     ms(end)
+                );
+            }
+        }
+    }
+    for (i, r) in rounds.iter().enumerate() {
+        for &(paused, from, to) in &r.pauses {
+            for (g, ev) in events.iter().enumerate().filter(|(g, _)| *g != paused) {
+                let (start, end) = longest_ok_gap(ev, from, to);
+                figure(
+                    TEST,
+                    &format!("round {i} group {g} while group {paused} was paused for writes"),
+                    format!("longest gap between commits {}", ms(end - start)),
+                );
+                assert!(
+                    end - start <= OTHER_GAP_MAX,
+                    "round {i}: group {g} went {} without a commit while group {paused}'s master was paused: \
+                     the two masters share a writer",
+                    ms(end - start)
                 );
             }
         }

@@ -632,19 +632,16 @@ pub fn masters_by_slot(map: &[u16]) -> Vec<(u16, usize)> {
     out
 }
 
-/// `n` keys `<prefix><i>` whose slots `map` gives to the master on `port`.
+/// `n` keys `<prefix>{<i>}` that the master on `port` serves and whose logical shard (of the
+/// default 64) that master's writer drains: the shard's first slot is on it too. (Keys in a
+/// shard that straddles two masters are drained by the writer of the shard's first slot, so
+/// they would wait on the other master.)
 pub fn keys_on(map: &[u16], port: u16, prefix: &str, n: usize) -> Vec<Vec<u8>> {
-    let mut keys = Vec::with_capacity(n);
-    let mut i = 0u64;
-    while keys.len() < n {
-        let key = format!("{prefix}{{{i}}}").into_bytes();
-        if map[usize::from(key_slot(&key).get())] == port {
-            keys.push(key);
-        }
-        i += 1;
-        assert!(i < 10_000_000, "no keys found for port {port}");
-    }
-    keys
+    let drained_by = shard_owner_map(map, ShardMap::default());
+    keys_where(prefix, n, |slot| {
+        let s = usize::from(slot);
+        map[s] == port && drained_by[s] == port
+    })
 }
 
 /// `n` keys `<prefix>{<i>}` whose slots pass `pick`.
