@@ -489,7 +489,8 @@ impl Config {
             (Some(_), None) => {
                 return Err(ConfigError::invalid(
                     "tls.client_key_file",
-                    "is required when tls.client_cert_file is set (the client certificate's private key, PEM)",
+                    "is required when tls.client_cert_file is set (the client certificate's \
+                     private key, PEM)",
                 ))
             }
             (None, Some(_)) => {
@@ -893,7 +894,8 @@ pub struct Auth {
 ///
 /// let c = Config::from_yaml_str("tls: { enabled: false, ca_file: /etc/redis/ca.pem }")?;
 /// assert!(!c.tls_enabled());
-/// let err = Config::from_yaml_str("tls: { enabled: true, ca_file: /no/such/ca.pem }").unwrap_err();
+/// let yaml = "tls: { enabled: true, ca_file: /no/such/ca.pem }";
+/// let err = Config::from_yaml_str(yaml).unwrap_err();
 /// assert!(err.to_string().contains("tls.ca_file: /no/such/ca.pem"), "{err}");
 /// # Ok::<(), slotline_client::ConfigError>(())
 /// ```

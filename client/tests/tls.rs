@@ -388,7 +388,8 @@ fn bad_tls_settings_are_config_errors_naming_the_key_and_path() {
         ),
         (
             format!(
-                "tls: {{ enabled: true, ca_file: {ca}, client_cert_file: {}, client_key_file: {} }}",
+                "tls: {{ enabled: true, ca_file: {ca}, \
+                 client_cert_file: {}, client_key_file: {} }}",
                 pki.files.cert_file.display(),
                 missing.display()
             ),

@@ -143,8 +143,8 @@ impl TlsError {
     /// let config = Config::from_yaml_str("tls: { enabled: true, ca_file: ca.pem }")?;
     /// let err = Conn::connect(&"127.0.0.1:6380".parse()?, &ConnOptions::from_config(&config))
     ///     .unwrap_err();
-    /// if let Some(TlsError::Untrusted { ca_file, .. }) = TlsError::find(&err) {
-    ///     eprintln!("the node's certificate is not signed by a CA in {}", ca_file.display());
+    /// if let Some(TlsError::Untrusted { ca_file: Some(ca), reason, .. }) = TlsError::find(&err) {
+    ///     eprintln!("the node's certificate is not trusted by {}: {reason}", ca.display());
     /// }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -297,8 +297,7 @@ impl TlsConnector {
     }
 
     /// Like [`TlsConnector::new`], but a failure is kept and reported by every handshake
-    /// instead of being returned (for [`ConnOptions::from_config`](super::ConnOptions::from_config),
-    /// which cannot fail).
+    /// instead of being returned (for `ConnOptions::from_config`, which cannot fail).
     pub(crate) fn new_or_deferred(settings: &Tls) -> TlsConnector {
         TlsConnector {
             settings: settings.clone(),
