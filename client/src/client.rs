@@ -17,7 +17,7 @@ use crate::conn::ConnOptions;
 use crate::error::{CommitError, Error};
 use crate::metrics::{Metrics, MetricsSnapshot, RingFill, ShardMetrics};
 use crate::op::{CommitResult, Completion, Op, OpError};
-use crate::writer::{Held, Parking, Writer};
+use crate::writer::{Parking, Writer};
 
 /// What the client and its writers share.
 pub(crate) struct Shared {
@@ -47,16 +47,6 @@ impl Shared {
         self.shard_metrics(shard)
             .record_outcome(&Err(outcome.clone()));
         outcome
-    }
-
-    /// Counts the outcome of an op a writer held, and its latency from creation.
-    pub(crate) fn record(&self, held: &Held, result: &CommitResult) {
-        let metrics = self.shard_metrics(held.shard);
-        metrics.record_outcome(result);
-        if result.is_ok() {
-            metrics.record_latency(held.op.created().elapsed());
-        }
-        metrics.sub_in_flight(1);
     }
 }
 

@@ -84,10 +84,10 @@ impl Parking {
 
 /// An op the writer holds: fresh from a ring, or waiting to be resent.
 #[derive(Debug)]
-pub(crate) struct Held {
-    pub(crate) op: Op,
+struct Held {
+    op: Op,
     /// The shard whose ring it came from (for metrics and the batch cap).
-    pub(crate) shard: usize,
+    shard: usize,
     /// Send to this node (after `ASKING`) instead of the slot's master: an `ASK` redirect.
     ask: Option<Addr>,
     /// Resends so far.
@@ -158,6 +158,9 @@ pub(crate) struct Writer {
     budgets: Vec<Budget>,
     /// Shards that completed ops this cycle. Capacity: the shard count.
     touched: Vec<usize>,
+    /// Ops completed this cycle: their shard and, for successes, their latency. Capacity
+    /// `max_batch`, never exceeded (only ops of `batch` land here).
+    done: Vec<(usize, Option<Duration>)>,
     cycles: u64,
 }
 
@@ -186,6 +189,7 @@ impl Writer {
                 shards
             ],
             touched: Vec::with_capacity(shards),
+            done: Vec::with_capacity(max_batch),
             cycles: 0,
             shared,
         }
@@ -524,9 +528,9 @@ impl Writer {
         self.cycles += 1;
         for (held, outcome) in self.batch.drain(..).zip(self.outcomes.drain(..)) {
             match outcome {
-                Outcome::Abandoned => self.shared.shard_metrics(held.shard).sub_in_flight(1),
+                Outcome::Abandoned => self.done.push((held.shard, None)),
                 Outcome::Finish(result) => {
-                    self.shared.record(&held, &result);
+                    finish(&self.shared, &mut self.done, &held, &result, now);
                     held.op.complete(result);
                 }
                 Outcome::Pending | Outcome::Sent { .. } => {
@@ -540,7 +544,7 @@ impl Writer {
                         }
                         _ => Ok(()),
                     };
-                    self.shared.record(&held, &result);
+                    finish(&self.shared, &mut self.done, &held, &result, now);
                     if self.budgets[held.shard].cycle != self.cycles {
                         self.budgets[held.shard].cycle = self.cycles;
                         self.touched.push(held.shard);
@@ -553,7 +557,7 @@ impl Writer {
                         let result = Err(CommitError::DeadlineExceeded {
                             may_have_been_applied: sent,
                         });
-                        self.shared.record(&held, &result);
+                        finish(&self.shared, &mut self.done, &held, &result, now);
                         held.op.complete(result);
                     } else {
                         requeue(&mut self.retry, held, backoff, ask, now);
@@ -561,6 +565,22 @@ impl Writer {
                 }
             }
         }
+        // Latencies and in-flight counts go to the metrics once per run of ops from one shard
+        // (the batch holds each shard's ops together): one histogram lock per run, not per op.
+        let mut start = 0;
+        while start < self.done.len() {
+            let shard = self.done[start].0;
+            let len = self.done[start..]
+                .iter()
+                .take_while(|(s, _)| *s == shard)
+                .count();
+            let run = &self.done[start..start + len];
+            let metrics = self.shared.shard_metrics(shard);
+            metrics.sub_in_flight(len as u64);
+            metrics.record_latencies(run.iter().filter_map(|(_, latency)| *latency));
+            start += len;
+        }
+        self.done.clear();
         let budget = self.shared.config.batching.p95_budget;
         for shard in self.touched.drain(..) {
             self.budgets[shard].observe(rtt, budget, self.max_batch);
@@ -600,6 +620,22 @@ impl Writer {
     }
 }
 
+/// Counts the outcome of a completed op; its latency (successes only) and its leaving the
+/// in-flight count are tallied in `done` and recorded per shard after the sweep.
+fn finish(
+    shared: &Shared,
+    done: &mut Vec<(usize, Option<Duration>)>,
+    held: &Held,
+    result: &Result<(), CommitError>,
+    now: Instant,
+) {
+    shared.shard_metrics(held.shard).record_outcome(result);
+    let latency = result
+        .is_ok()
+        .then(|| now.saturating_duration_since(held.op.created()));
+    done.push((held.shard, latency));
+}
+
 /// `ASKING`, sent before a command redirected by `ASK`.
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 
@@ -627,7 +663,9 @@ impl Budget {
         self.samples[self.next] = u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX);
         self.next = (self.next + 1) % WINDOW;
         self.filled = (self.filled + 1).min(WINDOW);
-        if self.filled < WINDOW / 2 {
+        // Judge the window once it is half full, then every `WINDOW / 8` samples: a sort per
+        // sample would cost more than the batching it steers.
+        if self.filled < WINDOW / 2 || self.next % (WINDOW / 8) != 0 {
             return;
         }
         let mut sorted = self.samples;
