@@ -26,7 +26,10 @@ fn same_seed_gives_the_same_trace_and_another_seed_does_not() {
         let b = spec(shape, 7).generate();
         let c = spec(shape, 8).generate();
         assert_eq!(a, b, "{shape:?}: same seed, different traces");
-        assert_ne!(a.events, c.events, "{shape:?}: different seeds, same events");
+        assert_ne!(
+            a.events, c.events,
+            "{shape:?}: different seeds, same events"
+        );
     }
 }
 
@@ -102,7 +105,10 @@ fn bigger_burst_factor_means_taller_bursts() {
     let low = s.generate().rate_stats(10);
     s.shape = Shape::Heavy { burst_factor: 20.0 };
     let high = s.generate().rate_stats(10);
-    assert!(high.std_dev > low.std_dev, "factor 20: {high:?}\nfactor 4: {low:?}");
+    assert!(
+        high.std_dev > low.std_dev,
+        "factor 20: {high:?}\nfactor 4: {low:?}"
+    );
 }
 
 #[test]
@@ -112,11 +118,18 @@ fn zipf_popularity_makes_a_few_users_hot() {
     for e in &t.events {
         counts[e.key as usize] += 1;
     }
-    let hottest = counts.iter().enumerate().max_by_key(|&(_, c)| *c).map(|(i, _)| i);
+    let hottest = counts
+        .iter()
+        .enumerate()
+        .max_by_key(|&(_, c)| *c)
+        .map(|(i, _)| i);
     assert_eq!(hottest, Some(0), "user 0 should be the hottest");
     let top_1pct: u64 = counts[..1000].iter().sum();
     let share = top_1pct as f64 / t.events.len() as f64;
-    assert!(share > 0.4, "top 1 % of users wrote {share:.2} of events, wanted > 0.4");
+    assert!(
+        share > 0.4,
+        "top 1 % of users wrote {share:.2} of events, wanted > 0.4"
+    );
 
     let mut uniform = spec(Shape::Poisson, 1);
     uniform.zipf_s = 0.0;
@@ -135,7 +148,10 @@ fn csv_round_trips() {
     let back = Trace::read_csv(Cursor::new(&csv), "rt").unwrap();
     assert_eq!(back.events.len(), t.events.len());
     for (a, b) in t.events.iter().zip(&back.events) {
-        assert_eq!((a.t_us, t.key_of(a), a.bytes), (b.t_us, back.key_of(b), b.bytes));
+        assert_eq!(
+            (a.t_us, t.key_of(a), a.bytes),
+            (b.t_us, back.key_of(b), b.bytes)
+        );
     }
 }
 
@@ -157,7 +173,14 @@ fn read_err(csv: &str) -> TraceError {
 fn csv_reader_names_the_line_of_an_unsorted_row() {
     let e = read_err("t_us,key,bytes\n10,a,5\n20,b,5\n15,c,5\n");
     assert!(
-        matches!(e, TraceError::Unsorted { line: 4, t_us: 15, previous: 20 }),
+        matches!(
+            e,
+            TraceError::Unsorted {
+                line: 4,
+                t_us: 15,
+                previous: 20
+            }
+        ),
         "{e:?}"
     );
     assert!(e.to_string().starts_with("line 4:"), "{e}");
@@ -191,5 +214,8 @@ fn csv_reader_names_the_line_of_a_bad_row() {
 #[test]
 fn csv_reader_refuses_an_empty_trace() {
     assert!(matches!(read_err(""), TraceError::Empty));
-    assert!(matches!(read_err("t_us,key,bytes\n# nothing\n"), TraceError::Empty));
+    assert!(matches!(
+        read_err("t_us,key,bytes\n# nothing\n"),
+        TraceError::Empty
+    ));
 }

@@ -1,6 +1,492 @@
 //! `burst`: the same heavy-tailed write traffic through a sidecar-queue model and through
 //! slotline, on a real Redis Cluster, with every acknowledged write read back.
 //!
-//! [`trace`]: the seeded heavy-tailed (and Poisson) traces and the CSV trace format.
+//! One run, in order:
+//!
+//! 1. **Traces** ([`trace`]): a seeded heavy-tailed trace (or a recorded CSV), and a Poisson
+//!    trace of the same mean and length for contrast.
+//! 2. **Cluster**: a local 3 + 3 Redis Cluster ([`slotline_client::LocalCluster`]) or the
+//!    `--nodes` given; `FLUSHALL` before every replay.
+//! 3. **Replays** ([`replay`]): each trace through each path, open loop, latency from the
+//!    scheduled time. The sidecar path talks to a proxy process ([`sidecar`]); the slotline
+//!    path uses [`slotline_client::Client`] configured from `geo_shard_client.yaml`.
+//! 4. **Read-back** ([`readback`]): every key with an acknowledged write, compared with the
+//!    last acknowledged value.
+//! 5. **Report** ([`report`], [`plot`]): the story-shaped table, a fuller table,
+//!    `report.json` and `report.svg`.
 
+pub mod args;
+pub mod net;
+pub mod plot;
+pub mod readback;
+pub mod replay;
+pub mod report;
+pub mod sidecar;
 pub mod trace;
+
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use slotline_client::config::FallbackStrategy;
+use slotline_client::{Client, Config, LocalCluster, Op};
+
+use self::args::{Args, PathKind, TraceKind};
+use self::readback::read_back;
+use self::replay::{replay_sidecar, replay_slotline, DepthSample, PathRun};
+use self::report::{
+    Machine, Params, PathExtras, PathReport, Report, Rss, SlotlineParams, TraceSummary, SCHEMA,
+};
+use self::sidecar::{read_status_kib, Sidecar};
+use self::trace::{Shape, Trace, TraceSpec};
+
+/// Where the report went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outputs {
+    /// `report.json`.
+    pub json: PathBuf,
+    /// `report.svg`.
+    pub svg: Option<PathBuf>,
+}
+
+/// Builds the traces `args` asks for: the heavy one (generated or read) and the Poisson one
+/// of the same mean and length.
+///
+/// # Errors
+///
+/// A message naming the trace file and line when it cannot be read.
+pub fn traces(args: &Args) -> Result<Vec<Trace>, String> {
+    let spec = |shape| TraceSpec {
+        duration: args.duration,
+        rate: args.rate,
+        shape,
+        seed: args.seed,
+        users: args.users,
+        zipf_s: args.zipf_s,
+    };
+    let heavy = match &args.trace {
+        Some(path) => {
+            let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let name = path
+                .file_stem()
+                .map_or("trace".to_owned(), |s| s.to_string_lossy().into_owned());
+            Trace::read_csv(BufReader::new(file), &name)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => spec(Shape::Heavy {
+            burst_factor: args.burst_factor,
+        })
+        .generate(),
+    };
+    if let Some(path) = &args.record {
+        let mut out =
+            BufWriter::new(File::create(path).map_err(|e| format!("{}: {e}", path.display()))?);
+        heavy
+            .write_csv(&mut out)
+            .and_then(|()| std::io::Write::flush(&mut out))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let mut out = Vec::new();
+    for kind in &args.traces {
+        match kind {
+            TraceKind::Heavy => out.push(heavy.clone()),
+            TraceKind::Poisson => {
+                // Same mean and length as the heavy trace (which may come from a file).
+                let span = Duration::from_micros(heavy.span_us().max(1));
+                let rate = heavy.events.len() as f64 / span.as_secs_f64();
+                let mut s = spec(Shape::Poisson);
+                s.duration = span;
+                s.rate = rate;
+                out.push(s.generate());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads slotline's configuration; the default relative path is also looked up at the
+/// workspace root, so the program works from any directory of the checkout.
+fn load_config(path: &Path) -> Result<(Config, PathBuf), String> {
+    let mut candidates = vec![path.to_path_buf()];
+    if path.is_relative() && !path.exists() {
+        candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path));
+    }
+    let found = candidates
+        .into_iter()
+        .find(|p| p.exists())
+        .ok_or_else(|| format!("{}: no such file (see --config)", path.display()))?;
+    let config = Config::from_yaml_file(&found).map_err(|e| e.to_string())?;
+    Ok((config, found))
+}
+
+/// Resets this process's peak RSS (`VmHWM`) to its current RSS (Linux `clear_refs` 5).
+fn reset_peak_rss() {
+    let _ = fs::write("/proc/self/clear_refs", "5");
+}
+
+fn fallback_name(f: FallbackStrategy) -> &'static str {
+    match f {
+        FallbackStrategy::Reject => "reject",
+        FallbackStrategy::Block => "block",
+        FallbackStrategy::DropOldest => "drop_oldest",
+    }
+}
+
+/// Length of `SET key value` in RESP.
+fn packed_len(key: usize, value: usize) -> usize {
+    let digits = |n: usize| n.to_string().len();
+    // *3\r\n $3\r\nSET\r\n $<k>\r\n<key>\r\n $<v>\r\n<value>\r\n
+    4 + 9 + (3 + digits(key) + key + 2) + (3 + digits(value) + value + 2)
+}
+
+/// Runs everything `args` asks for and writes the report files. `command` is recorded in
+/// the report as the command line.
+///
+/// # Errors
+///
+/// A message for anything that stops the run: a bad trace or configuration, a cluster that
+/// cannot start, a path that cannot connect.
+pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
+    let started = Instant::now();
+    let traces = traces(args)?;
+    let (mut config, config_path) = load_config(&args.config)?;
+
+    let progress = if args.progress {
+        let total: usize = traces.iter().map(|t| t.events.len()).sum::<usize>() * args.paths.len();
+        let bar = ProgressBar::new(total as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed:>4} [{bar:30}] {percent:>3}% {msg}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(100));
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+
+    // The cluster.
+    let mut machine = Machine {
+        cpus: thread::available_parallelism().map_or(0, |n| n.get()),
+        kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default(),
+        ..Machine::default()
+    };
+    let local = match &args.nodes {
+        Some(_) => None,
+        None => {
+            progress.set_message("starting a local Redis Cluster (3 masters + 3 replicas)");
+            Some(LocalCluster::start().map_err(|e| format!("local cluster: {e}"))?)
+        }
+    };
+    let seeds: Vec<String> = match (&args.nodes, &local) {
+        (Some(nodes), _) => {
+            let seeds: Vec<String> = nodes.iter().map(ToString::to_string).collect();
+            machine.cluster = format!("--nodes {}", seeds.join(","));
+            seeds
+        }
+        (None, Some(cluster)) => {
+            machine.cluster = "local: 3 masters + 3 replicas on 127.0.0.1".to_owned();
+            machine.cluster_startup_s = cluster.startup_time().as_secs_f64();
+            cluster
+                .seed_addrs()
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        }
+        (None, None) => unreachable!("a local cluster is started when no --nodes are given"),
+    };
+    config.nodes = seeds
+        .iter()
+        .map(|s| s.parse().map_err(|e| format!("{e}")))
+        .collect::<Result<_, String>>()?;
+    let map = net::cluster_map(&seeds)?;
+    let masters = net::master_addrs(&map);
+    let master_ports: Vec<u16> = map.masters().map(|n| n.addr.port()).collect();
+    if let Ok(slotline_router::Value::Bulk(info)) =
+        net::RawConn::connect(&masters[0]).and_then(|mut c| c.query(&[b"INFO", b"server"]))
+    {
+        machine.redis_version = String::from_utf8_lossy(&info)
+            .lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+    }
+
+    let limit = config.backpressure_limit() as u64;
+    let shards = u64::from(config.shard_config.total_shards);
+    let slotline_params = SlotlineParams {
+        config: config_path.display().to_string(),
+        shards,
+        ring_capacity: config.shard_config.ring_buffer_capacity as u64,
+        backpressure_limit: limit,
+        fallback: fallback_name(config.backpressure.fallback_strategy).to_owned(),
+        max_batch: config.batching.max_batch as u64,
+        so_sndbuf: config.tcp_tuning.so_sndbuf as u64,
+        commit_timeout_ms: config.commit.timeout.as_secs_f64() * 1e3,
+    };
+    let program = match &args.proxy_program {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?,
+    };
+
+    let mut runs = Vec::new();
+    let offered = AtomicUsize::new(0);
+    let mut done_before = 0usize;
+    for trace in &traces {
+        let op_size = std::mem::size_of::<Op>();
+        let mean_op_bytes = trace
+            .events
+            .iter()
+            .map(|e| (op_size + packed_len(trace.key_of(e).len(), e.bytes.max(40) as usize)) as u64)
+            .sum::<u64>()
+            / trace.events.len().max(1) as u64;
+        let max_op_bytes = trace
+            .events
+            .iter()
+            .map(|e| (op_size + packed_len(trace.key_of(e).len(), e.bytes.max(40) as usize)) as u64)
+            .max()
+            .unwrap_or(0);
+        for &path in &args.paths {
+            net::flush_cluster(&masters)?;
+            progress.set_message(format!(
+                "{}: `{}` trace, {} writes over {:.1} s",
+                path.name(),
+                trace.name,
+                trace.events.len(),
+                trace.span_us() as f64 / 1e6
+            ));
+            offered.store(0, Ordering::Relaxed);
+            let ticking = AtomicBool::new(true);
+            let result = thread::scope(|scope| {
+                scope.spawn(|| {
+                    while ticking.load(Ordering::Relaxed) {
+                        progress
+                            .set_position((done_before + offered.load(Ordering::Relaxed)) as u64);
+                        thread::sleep(Duration::from_millis(100));
+                    }
+                });
+                let r = match path {
+                    PathKind::Sidecar => {
+                        run_sidecar(args, trace, &seeds, &program, &offered, &progress)
+                    }
+                    PathKind::Slotline => {
+                        run_slotline(args, trace, &config, &master_ports, mean_op_bytes, &offered)
+                    }
+                };
+                ticking.store(false, Ordering::Relaxed);
+                r
+            });
+            let (run, mut extras) = result?;
+            done_before += trace.events.len();
+            progress.set_message(format!("{}: reading back `{}`", path.name(), trace.name));
+            let found = read_back(&map, trace, &run)?;
+            if path == PathKind::Slotline {
+                extras.configured_depth = shards * limit;
+                extras.depth_enforced = true;
+                // Rings hold at most `limit` ops each; writers hold at most max_batch each.
+                let writers = masters.len() as u64;
+                extras.bytes_bound = Some(
+                    (shards * limit + writers * config.batching.max_batch as u64) * max_op_bytes,
+                );
+                extras.sndbuf_bytes = (
+                    config.tcp_tuning.so_sndbuf as u64,
+                    config.tcp_tuning.so_sndbuf as u64,
+                );
+            }
+            runs.push(PathReport::build(trace, &run, found, extras));
+        }
+    }
+    progress.finish_and_clear();
+
+    let report = Report {
+        schema: SCHEMA,
+        command: command.to_owned(),
+        machine,
+        params: Params {
+            duration_s: args.duration.as_secs_f64(),
+            rate: args.rate,
+            burst_factor: args.burst_factor,
+            seed: args.seed,
+            users: args.users,
+            zipf_s: args.zipf_s,
+            callers: args.callers,
+            trace_file: args.trace.as_ref().map(|p| p.display().to_string()),
+            sidecar: args.sidecar.clone(),
+            slotline: slotline_params,
+        },
+        traces: traces.iter().map(TraceSummary::of).collect(),
+        runs,
+        wall_s: started.elapsed().as_secs_f64(),
+    };
+    let outputs = write_outputs(&report, &args.out)?;
+    drop(local);
+    Ok((report, outputs))
+}
+
+/// One replay through the sidecar model.
+fn run_sidecar(
+    args: &Args,
+    trace: &Trace,
+    seeds: &[String],
+    program: &Path,
+    offered: &AtomicUsize,
+    progress: &ProgressBar,
+) -> Result<(PathRun, PathExtras), String> {
+    reset_peak_rss();
+    let sidecar = Sidecar::spawn(program, seeds, &args.sidecar)?;
+    let mut run = replay_sidecar(trace, &sidecar.addr, args.callers, offered)?;
+    run.caller_peak_rss_kib = read_status_kib("self", "VmHWM").unwrap_or(0);
+    progress.set_message(format!(
+        "sidecar: draining its queue (grace {:?})",
+        args.sidecar.grace
+    ));
+    let proxy = sidecar.finish(args.sidecar.grace)?;
+    let start = run.start_unix_us;
+    let mut in_redis = vec![None; run.records.len()];
+    for &(seq, at) in &proxy.confirms {
+        if let Some(slot) = in_redis.get_mut(seq as usize) {
+            *slot = Some(at.saturating_sub(start));
+        }
+    }
+    run.in_redis_us = Some(in_redis);
+    run.samples = proxy
+        .samples
+        .iter()
+        .filter(|s| s.unix_us >= start)
+        .map(|s| DepthSample {
+            t_us: s.unix_us - start,
+            depth: s.depth,
+            bytes: s.queue_bytes + s.unparsed_bytes,
+            kernel_bytes: s.kernel_bytes,
+        })
+        .collect();
+    if proxy.upstream_errors > 0 {
+        *run.errors
+            .entry("sidecar: Redis refused after ACK".to_owned())
+            .or_default() += proxy.upstream_errors;
+    }
+    if proxy.dropped_at_stop > 0 {
+        *run.errors
+            .entry("sidecar: dropped at stop after ACK".to_owned())
+            .or_default() += proxy.dropped_at_stop;
+    }
+    let extras = PathExtras {
+        path: "sidecar".to_owned(),
+        configured_depth: args.sidecar.depth as u64,
+        depth_enforced: args.sidecar.enforce,
+        acked_not_in_redis: true,
+        exact_peak_depth: Some(proxy.peak_depth),
+        exact_peak_bytes: Some(proxy.peak_queue_bytes + proxy.peak_unparsed_bytes),
+        peak_kernel_bytes: Some(proxy.peak_kernel_bytes),
+        // Unbounded by default; with --sidecar-enforce the queue is bounded but what callers
+        // have sent and the proxy has not parsed yet is not.
+        bytes_bound: None,
+        sndbuf_bytes: (proxy.sndbuf_start_bytes, proxy.sndbuf_peak_bytes),
+        peak_rss: Rss {
+            callers_kib: run.caller_peak_rss_kib,
+            proxy_kib: Some(proxy.peak_rss_kib),
+        },
+    };
+    Ok((run, extras))
+}
+
+/// One replay through slotline's client.
+fn run_slotline(
+    args: &Args,
+    trace: &Trace,
+    config: &Config,
+    master_ports: &[u16],
+    op_bytes: u64,
+    offered: &AtomicUsize,
+) -> Result<(PathRun, PathExtras), String> {
+    reset_peak_rss();
+    let client = Client::connect(config.clone()).map_err(|e| format!("slotline: {e}"))?;
+    let mut run = replay_slotline(
+        trace,
+        &client,
+        args.callers,
+        master_ports,
+        op_bytes,
+        offered,
+    );
+    run.caller_peak_rss_kib = read_status_kib("self", "VmHWM").unwrap_or(0);
+    drop(client);
+    let extras = PathExtras {
+        path: "slotline".to_owned(),
+        peak_rss: Rss {
+            callers_kib: run.caller_peak_rss_kib,
+            proxy_kib: None,
+        },
+        ..PathExtras::default()
+    };
+    Ok((run, extras))
+}
+
+/// Writes `report.json` and the plot of the first trace into `dir`.
+///
+/// # Errors
+///
+/// A message naming the file that could not be written.
+pub fn write_outputs(report: &Report, dir: &Path) -> Result<Outputs, String> {
+    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let json = dir.join("report.json");
+    let file = File::create(&json).map_err(|e| format!("{}: {e}", json.display()))?;
+    serde_json::to_writer_pretty(BufWriter::new(file), report)
+        .map_err(|e| format!("{}: {e}", json.display()))?;
+    let svg = match report.runs.first() {
+        Some(first) => {
+            let svg = dir.join("report.svg");
+            plot::plot(report, &first.trace, &svg)?;
+            Some(svg)
+        }
+        None => None,
+    };
+    Ok(Outputs { json, svg })
+}
+
+/// The tables and notes printed at the end of a run.
+pub fn summary(report: &Report, outputs: &Outputs) -> String {
+    let mut s = String::new();
+    s.push_str("\nTraces (rate measured in 10 ms bins):\n\n");
+    s.push_str(&report.trace_table());
+    s.push_str(
+        "\nThe story's table, reproduced (p99 latencies from each write's scheduled time):\n\n",
+    );
+    s.push_str(&report.story_table());
+    s.push_str("\nEvery count:\n\n");
+    s.push_str(&report.full_table());
+    let errors: Vec<String> = report
+        .runs
+        .iter()
+        .filter(|r| !r.errors.is_empty())
+        .map(|r| {
+            let list: Vec<String> = r.errors.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+            format!("  {} / {}: {}", r.path, r.trace, list.join(", "))
+        })
+        .collect();
+    if !errors.is_empty() {
+        s.push_str("\nErrors by kind:\n");
+        s.push_str(&errors.join("\n"));
+        s.push('\n');
+    }
+    s.push_str(&format!(
+        "\nmachine: {} CPUs, Linux {}, redis-server {} ({}); wall time {:.1} s\n",
+        report.machine.cpus,
+        report.machine.kernel,
+        report.machine.redis_version,
+        report.machine.cluster,
+        report.wall_s
+    ));
+    s.push_str(&format!("report: {}\n", outputs.json.display()));
+    if let Some(svg) = &outputs.svg {
+        s.push_str(&format!("plot:   {}\n", svg.display()));
+    }
+    s
+}

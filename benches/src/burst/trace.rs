@@ -181,18 +181,13 @@ impl TraceSpec {
     /// If `rate` is not positive and finite, `users` is 0, or a heavy trace's `burst_factor`
     /// is not above 1 (the argument parser rejects all of these first).
     pub fn generate(&self) -> Trace {
-        assert!(
-            self.rate.is_finite() && self.rate > 0.0,
-            "rate must be > 0"
-        );
+        assert!(self.rate.is_finite() && self.rate > 0.0, "rate must be > 0");
         assert!(self.users > 0, "users must be > 0");
         let mut rng = StdRng::seed_from_u64(self.seed);
         let bins = (self.duration.as_micros() as u64).div_ceil(BIN_US).max(1) as usize;
         let rates = match self.shape {
             Shape::Poisson => vec![self.rate; bins],
-            Shape::Heavy { burst_factor } => {
-                heavy_rates(&mut rng, bins, self.rate, burst_factor)
-            }
+            Shape::Heavy { burst_factor } => heavy_rates(&mut rng, bins, self.rate, burst_factor),
         };
         let zipf = Zipf::new(f64::from(self.users), self.zipf_s.max(0.0))
             .expect("users >= 1 and s >= 0 make a valid Zipf distribution");
@@ -204,9 +199,7 @@ impl TraceSpec {
             if lambda <= 0.0 {
                 continue;
             }
-            let n = Poisson::new(lambda)
-                .expect("lambda > 0")
-                .sample(&mut rng) as u64;
+            let n = Poisson::new(lambda).expect("lambda > 0").sample(&mut rng) as u64;
             let start = bin as u64 * BIN_US;
             times.clear();
             times.extend((0..n).map(|_| start + rng.random_range(0..BIN_US)));
@@ -255,7 +248,11 @@ fn heavy_rates(rng: &mut StdRng, bins: usize, rate: f64, burst_factor: f64) -> V
         let start = t as usize;
         let end = ((t + len) as usize).min(bins);
         if end > start {
-            bursts.push((start, end - start, Distribution::<f64>::sample(&height_dist, rng).min(8.0)));
+            bursts.push((
+                start,
+                end - start,
+                Distribution::<f64>::sample(&height_dist, rng).min(8.0),
+            ));
         }
         t += len + gap_dist.sample(rng);
     }
@@ -399,14 +396,10 @@ impl Trace {
             if fields.len() != 3 {
                 return Err(TraceError::BadRow {
                     line: line_no,
-                    reason: format!(
-                        "expected 3 fields `t_us,key,bytes`, found {}",
-                        fields.len()
-                    ),
+                    reason: format!("expected 3 fields `t_us,key,bytes`, found {}", fields.len()),
                 });
             }
-            if events.is_empty() && fields.iter().map(|f| f.trim()).eq(["t_us", "key", "bytes"])
-            {
+            if events.is_empty() && fields.iter().map(|f| f.trim()).eq(["t_us", "key", "bytes"]) {
                 continue;
             }
             let bad = |reason: String| TraceError::BadRow {

@@ -1,0 +1,564 @@
+//! The report: per path and trace, the counts, latencies and peaks; the story-shaped table;
+//! `report.json`.
+//!
+//! # Definitions
+//!
+//! - **offered**: events in the trace. **acknowledged**: the caller got `OK`. **rejected**:
+//!   the caller got an error and the write was not applied. **unknown**: an error after which
+//!   the write may have been applied (timeouts after sending). **pending**: no answer at the
+//!   end; always 0 for a finished replay, so `offered = acknowledged + rejected + unknown`.
+//! - **lost**: see [`super::readback`]: keys whose last acknowledged write is not in Redis.
+//! - **caller latency**: from the event's scheduled time to the caller learning the outcome
+//!   (every outcome). **until in Redis**: from the scheduled time to Redis confirming the
+//!   write (acknowledged writes that Redis confirmed). For slotline the two are the same
+//!   clock for acknowledged writes: the ACK follows Redis's reply.
+//! - **queue depth**: writes the path accepted and Redis has not confirmed yet. Sidecar: its
+//!   pipeline queue plus the batch being flushed. slotline: every ring's length plus the
+//!   writes its writers have sent and not yet seen answered.
+//! - **bytes buffered**: those writes' bytes in the path's own memory. Sidecar: the queued
+//!   commands plus bytes read from callers and not yet parsed (exact, tracked on every
+//!   change). slotline: depth × the mean size of one queued write (op plus packed command),
+//!   sampled every 50 ms.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use super::readback::ReadBack;
+use super::replay::{Outcome, PathRun};
+use super::sidecar::SidecarParams;
+use super::trace::{RateStats, Trace};
+
+/// Version of the JSON layout; bump it when a field changes meaning.
+pub const SCHEMA: u32 = 1;
+/// Width of one time-series bucket, milliseconds.
+pub const BUCKET_MS: u64 = 100;
+
+/// The whole run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// [`SCHEMA`].
+    pub schema: u32,
+    /// The command line as run.
+    pub command: String,
+    /// Where it ran.
+    pub machine: Machine,
+    /// What it ran with.
+    pub params: Params,
+    /// The traces replayed.
+    pub traces: Vec<TraceSummary>,
+    /// One entry per (trace, path), in the order run.
+    pub runs: Vec<PathReport>,
+    /// Wall time of the whole program, seconds.
+    pub wall_s: f64,
+}
+
+/// The machine and cluster.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// Logical CPUs.
+    pub cpus: usize,
+    /// `uname -r`-like kernel release, if readable.
+    pub kernel: String,
+    /// `redis-server --version` of the nodes (from `INFO server`).
+    pub redis_version: String,
+    /// `local 3 masters + 3 replicas` or the `--nodes` given.
+    pub cluster: String,
+    /// Seconds the local cluster took to become healthy (0 with `--nodes`).
+    pub cluster_startup_s: f64,
+}
+
+/// The knobs of the run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Params {
+    /// Trace length, seconds.
+    pub duration_s: f64,
+    /// Mean offered rate, writes/s.
+    pub rate: f64,
+    /// Mean burst rate as a multiple of `rate`.
+    pub burst_factor: f64,
+    /// RNG seed.
+    pub seed: u64,
+    /// Distinct users (keys) of generated traces.
+    pub users: u32,
+    /// Zipf exponent of user popularity.
+    pub zipf_s: f64,
+    /// Caller threads per path.
+    pub callers: usize,
+    /// The trace file replayed, if any.
+    pub trace_file: Option<String>,
+    /// The sidecar model's knobs.
+    pub sidecar: SidecarParams,
+    /// slotline's configuration as used.
+    pub slotline: SlotlineParams,
+}
+
+/// The parts of slotline's configuration that bound its buffers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SlotlineParams {
+    /// The YAML file read.
+    pub config: String,
+    /// Logical shards (one ring each).
+    pub shards: u64,
+    /// Ring capacity per shard.
+    pub ring_capacity: u64,
+    /// Backpressure line, writes per ring.
+    pub backpressure_limit: u64,
+    /// `reject`, `block` or `drop_oldest`.
+    pub fallback: String,
+    /// Largest pipelined batch.
+    pub max_batch: u64,
+    /// `SO_SNDBUF` requested per connection.
+    pub so_sndbuf: u64,
+    /// Commit deadline, milliseconds.
+    pub commit_timeout_ms: f64,
+}
+
+/// A trace's shape.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TraceSummary {
+    /// `heavy`, `poisson` or the file's name.
+    pub name: String,
+    /// Events.
+    pub events: u64,
+    /// Distinct keys written.
+    pub keys: u64,
+    /// Span, seconds.
+    pub duration_s: f64,
+    /// Rate in 10 ms bins.
+    pub rate_10ms: RateStats,
+    /// Rate in 100 ms bins.
+    pub rate_100ms: RateStats,
+}
+
+impl TraceSummary {
+    /// Summarises `trace`.
+    pub fn of(trace: &Trace) -> TraceSummary {
+        let mut keys: Vec<u32> = trace.events.iter().map(|e| e.key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        TraceSummary {
+            name: trace.name.clone(),
+            events: trace.events.len() as u64,
+            keys: keys.len() as u64,
+            duration_s: trace.span_us() as f64 / 1e6,
+            rate_10ms: trace.rate_stats(10),
+            rate_100ms: trace.rate_stats(100),
+        }
+    }
+}
+
+/// Latency percentiles, milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Latency {
+    /// Percentiles of `us` (microseconds; sorted in place).
+    pub fn of(us: &mut [u64]) -> Latency {
+        if us.is_empty() {
+            return Latency::default();
+        }
+        us.sort_unstable();
+        let at = |q: f64| {
+            us[((us.len() as f64 * q).ceil() as usize).clamp(1, us.len()) - 1] as f64 / 1e3
+        };
+        Latency {
+            count: us.len() as u64,
+            p50: at(0.50),
+            p99: at(0.99),
+            p999: at(0.999),
+            max: *us.last().expect("not empty") as f64 / 1e3,
+        }
+    }
+}
+
+/// One 100 ms bucket of a run's time series (by scheduled time).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Bucket {
+    /// Bucket start, seconds from the replay's start.
+    pub t_s: f64,
+    /// Writes offered in the bucket, per second.
+    pub offered_per_s: f64,
+    /// Writes acknowledged in the bucket (by acknowledgement time), per second.
+    pub acked_per_s: f64,
+    /// Writes refused in the bucket (by scheduled time), per second.
+    pub refused_per_s: f64,
+    /// p99 of until-in-Redis latency of the writes offered in the bucket, ms.
+    pub in_redis_p99_ms: Option<f64>,
+    /// Largest sampled queue depth in the bucket (the last one carried over if none).
+    pub depth: u64,
+}
+
+/// Peak resident memory of the processes on a path, KiB.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rss {
+    /// The load generator's process (with slotline's client inside, on the slotline path).
+    pub callers_kib: u64,
+    /// The sidecar proxy's process (sidecar path only).
+    pub proxy_kib: Option<u64>,
+}
+
+/// One trace through one path.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PathReport {
+    /// `sidecar` or `slotline`.
+    pub path: String,
+    /// The trace's name.
+    pub trace: String,
+    /// Writes offered.
+    pub offered: u64,
+    /// Writes acknowledged.
+    pub acknowledged: u64,
+    /// Writes refused with an error, not applied.
+    pub rejected: u64,
+    /// Writes failed with an error after which they may have been applied.
+    pub unknown: u64,
+    /// Writes with no outcome at the end (0 for a finished replay).
+    pub pending: u64,
+    /// Errors by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// The read-back.
+    pub read_back: ReadBack,
+    /// Writes acknowledged and then lost: the read-back's lost keys.
+    pub lost: u64,
+    /// From the start until the last write was in Redis, seconds.
+    pub duration_s: f64,
+    /// Acknowledged writes per second over `duration_s`.
+    pub throughput_per_s: f64,
+    /// Caller-observed latency (every outcome).
+    pub caller_latency_ms: Latency,
+    /// Until-in-Redis latency (acknowledged writes Redis confirmed).
+    pub in_redis_latency_ms: Latency,
+    /// Most writes accepted and not yet in Redis.
+    pub peak_queue_depth: u64,
+    /// The path's configured queue limit (sidecar depth; slotline shards × backpressure line).
+    pub configured_depth: u64,
+    /// Whether `configured_depth` is enforced.
+    pub depth_enforced: bool,
+    /// Most writes acknowledged to their callers while not yet in Redis (sidecar: its peak
+    /// depth; slotline: 0, it acknowledges after Redis).
+    pub peak_acked_not_in_redis: u64,
+    /// Most bytes buffered in the path's own memory.
+    pub peak_bytes_buffered: u64,
+    /// A hard bound on `peak_bytes_buffered`, if the path has one.
+    pub bytes_bound: Option<u64>,
+    /// Most bytes in the path's sockets' kernel queues (100 ms samples).
+    pub peak_kernel_bytes: u64,
+    /// Upstream `SO_SNDBUF` sum: `(start, peak)` as the kernel set it (sidecar) or as
+    /// configured (slotline, which sets it once).
+    pub sndbuf_bytes: (u64, u64),
+    /// Peak resident memory.
+    pub peak_rss: Rss,
+    /// 100 ms time series.
+    pub series: Vec<Bucket>,
+}
+
+/// Inputs of [`PathReport::build`] that are not in the [`PathRun`].
+#[derive(Clone, Debug, Default)]
+pub struct PathExtras {
+    /// `sidecar` or `slotline`.
+    pub path: String,
+    /// See [`PathReport::configured_depth`].
+    pub configured_depth: u64,
+    /// See [`PathReport::depth_enforced`].
+    pub depth_enforced: bool,
+    /// See [`PathReport::peak_acked_not_in_redis`] (sidecar), else 0.
+    pub acked_not_in_redis: bool,
+    /// Peak queue depth known exactly (sidecar), else taken from the samples.
+    pub exact_peak_depth: Option<u64>,
+    /// Peak bytes known exactly (sidecar), else taken from the samples.
+    pub exact_peak_bytes: Option<u64>,
+    /// Peak kernel bytes known (sidecar), else taken from the samples.
+    pub peak_kernel_bytes: Option<u64>,
+    /// See [`PathReport::bytes_bound`].
+    pub bytes_bound: Option<u64>,
+    /// See [`PathReport::sndbuf_bytes`].
+    pub sndbuf_bytes: (u64, u64),
+    /// See [`PathReport::peak_rss`].
+    pub peak_rss: Rss,
+}
+
+impl PathReport {
+    /// Builds the report of `run` (a replay of `trace`) with its read-back.
+    pub fn build(
+        trace: &Trace,
+        run: &PathRun,
+        read_back: ReadBack,
+        extras: PathExtras,
+    ) -> PathReport {
+        let mut counts = [0u64; 4];
+        let mut caller = Vec::with_capacity(run.records.len());
+        let mut in_redis = Vec::with_capacity(run.records.len());
+        let mut end_us = 0u64;
+        let buckets = (trace.span_us().div_ceil(BUCKET_MS * 1000)).max(1) as usize;
+        let mut offered_b = vec![0u64; buckets];
+        let mut acked_b = vec![0u64; buckets];
+        let mut refused_b = vec![0u64; buckets];
+        let mut lat_b: Vec<Vec<u64>> = vec![Vec::new(); buckets];
+        let bucket_of = |t_us: u64| ((t_us / (BUCKET_MS * 1000)) as usize).min(buckets - 1);
+        for (i, r) in run.records.iter().enumerate() {
+            let sched = trace.events[i].t_us;
+            let b = bucket_of(sched);
+            offered_b[b] += 1;
+            let slot = match r.outcome {
+                Outcome::Pending => 0,
+                Outcome::Ok => 1,
+                Outcome::Refused => 2,
+                Outcome::Unknown => 3,
+            };
+            counts[slot] += 1;
+            if r.outcome == Outcome::Pending {
+                continue;
+            }
+            caller.push(r.done_us.saturating_sub(sched));
+            match r.outcome {
+                Outcome::Ok => {
+                    acked_b[bucket_of(r.done_us)] += 1;
+                    let in_redis_at = match &run.in_redis_us {
+                        Some(v) => v[i],
+                        None => Some(r.done_us),
+                    };
+                    if let Some(t) = in_redis_at {
+                        let lat = t.saturating_sub(sched);
+                        in_redis.push(lat);
+                        lat_b[b].push(lat);
+                        end_us = end_us.max(t);
+                    }
+                    end_us = end_us.max(r.done_us);
+                }
+                Outcome::Refused => refused_b[b] += 1,
+                _ => end_us = end_us.max(r.done_us),
+            }
+        }
+        let per_s = 1000.0 / BUCKET_MS as f64;
+        let mut depth_b = vec![None::<u64>; buckets];
+        for s in &run.samples {
+            let b = bucket_of(s.t_us);
+            if s.t_us / (BUCKET_MS * 1000) < buckets as u64 {
+                depth_b[b] = Some(depth_b[b].unwrap_or(0).max(s.depth));
+            }
+        }
+        let mut carry = 0;
+        let series = (0..buckets)
+            .map(|b| {
+                let depth = depth_b[b].unwrap_or(carry);
+                carry = depth;
+                Bucket {
+                    t_s: b as f64 * BUCKET_MS as f64 / 1e3,
+                    offered_per_s: offered_b[b] as f64 * per_s,
+                    acked_per_s: acked_b[b] as f64 * per_s,
+                    refused_per_s: refused_b[b] as f64 * per_s,
+                    in_redis_p99_ms: (!lat_b[b].is_empty()).then(|| Latency::of(&mut lat_b[b]).p99),
+                    depth,
+                }
+            })
+            .collect();
+        let sampled_depth = run.samples.iter().map(|s| s.depth).max().unwrap_or(0);
+        let sampled_bytes = run.samples.iter().map(|s| s.bytes).max().unwrap_or(0);
+        let sampled_kernel = run
+            .samples
+            .iter()
+            .map(|s| s.kernel_bytes)
+            .max()
+            .unwrap_or(0);
+        let peak_depth = extras.exact_peak_depth.unwrap_or(sampled_depth);
+        let duration_s = end_us as f64 / 1e6;
+        PathReport {
+            path: extras.path,
+            trace: trace.name.clone(),
+            offered: run.records.len() as u64,
+            acknowledged: counts[1],
+            rejected: counts[2],
+            unknown: counts[3],
+            pending: counts[0],
+            errors: run.errors.clone(),
+            read_back,
+            lost: read_back.lost,
+            duration_s,
+            throughput_per_s: if duration_s > 0.0 {
+                counts[1] as f64 / duration_s
+            } else {
+                0.0
+            },
+            caller_latency_ms: Latency::of(&mut caller),
+            in_redis_latency_ms: Latency::of(&mut in_redis),
+            peak_queue_depth: peak_depth,
+            configured_depth: extras.configured_depth,
+            depth_enforced: extras.depth_enforced,
+            peak_acked_not_in_redis: if extras.acked_not_in_redis {
+                peak_depth
+            } else {
+                0
+            },
+            peak_bytes_buffered: extras.exact_peak_bytes.unwrap_or(sampled_bytes),
+            bytes_bound: extras.bytes_bound,
+            peak_kernel_bytes: extras.peak_kernel_bytes.unwrap_or(sampled_kernel),
+            sndbuf_bytes: extras.sndbuf_bytes,
+            peak_rss: extras.peak_rss,
+            series,
+        }
+    }
+}
+
+/// `1234567` → `1.2 MB`-style text (decimal units).
+pub fn bytes_text(b: u64) -> String {
+    let b = b as f64;
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.0} kB", b / 1e3)
+    } else {
+        format!("{b:.0} B")
+    }
+}
+
+fn ms_text(ms: f64) -> String {
+    if ms >= 100.0 {
+        format!("{ms:.0} ms")
+    } else if ms >= 1.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{:.0} µs", ms * 1e3)
+    }
+}
+
+fn pct(n: u64, of: u64) -> String {
+    if of == 0 {
+        return "–".to_owned();
+    }
+    let p = n as f64 * 100.0 / of as f64;
+    if n == 0 {
+        "0 %".to_owned()
+    } else if p < 0.01 {
+        format!("{p:.4} %")
+    } else {
+        format!("{p:.2} %")
+    }
+}
+
+impl Report {
+    /// The story-shaped table: one row per path and trace; p99, queue growth, buffer peak,
+    /// loss and error rates.
+    pub fn story_table(&self) -> String {
+        let mut t = String::new();
+        t.push_str(
+            "| path | trace | p99 until in Redis | p99 caller-observed | queue growth (peak / configured) \
+             | buffer peak (own + kernel) | acked, not yet in Redis (peak) | lost after ACK | error rate |\n",
+        );
+        t.push_str("|---|---|---|---|---|---|---|---|---|\n");
+        for r in &self.runs {
+            let growth = format!(
+                "{} / {} ({:.1}×{})",
+                r.peak_queue_depth,
+                r.configured_depth,
+                r.peak_queue_depth as f64 / r.configured_depth.max(1) as f64,
+                if r.depth_enforced {
+                    ", enforced"
+                } else {
+                    ", not enforced"
+                }
+            );
+            let _ = writeln!(
+                t,
+                "| {} | {} | {} | {} | {} | {} + {} | {} | {} ({}) | {} |",
+                r.path,
+                r.trace,
+                ms_text(r.in_redis_latency_ms.p99),
+                ms_text(r.caller_latency_ms.p99),
+                growth,
+                bytes_text(r.peak_bytes_buffered),
+                bytes_text(r.peak_kernel_bytes),
+                r.peak_acked_not_in_redis,
+                pct(r.lost, r.acknowledged),
+                r.lost,
+                pct(r.rejected + r.unknown, r.offered),
+            );
+        }
+        t
+    }
+
+    /// Every count and percentile, one row per path and trace.
+    pub fn full_table(&self) -> String {
+        let mut t = String::new();
+        t.push_str(
+            "| path | trace | offered | acked | rejected | unknown | pending | lost | throughput \
+             | caller p50 / p99 / p99.9 / max | in Redis p50 / p99 / p99.9 / max | peak depth \
+             | peak bytes (bound) | peak RSS callers / proxy |\n",
+        );
+        t.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        for r in &self.runs {
+            let l = |x: &Latency| {
+                format!(
+                    "{} / {} / {} / {}",
+                    ms_text(x.p50),
+                    ms_text(x.p99),
+                    ms_text(x.p999),
+                    ms_text(x.max)
+                )
+            };
+            let _ = writeln!(
+                t,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0}/s | {} | {} | {} | {} ({}) | {} / {} |",
+                r.path,
+                r.trace,
+                r.offered,
+                r.acknowledged,
+                r.rejected,
+                r.unknown,
+                r.pending,
+                r.lost,
+                r.throughput_per_s,
+                l(&r.caller_latency_ms),
+                l(&r.in_redis_latency_ms),
+                r.peak_queue_depth,
+                bytes_text(r.peak_bytes_buffered),
+                r.bytes_bound.map_or("none".to_owned(), bytes_text),
+                bytes_text(r.peak_rss.callers_kib * 1024),
+                r.peak_rss
+                    .proxy_kib
+                    .map_or("–".to_owned(), |k| bytes_text(k * 1024)),
+            );
+        }
+        t
+    }
+
+    /// The traces' shapes.
+    pub fn trace_table(&self) -> String {
+        let mut t = String::new();
+        t.push_str(
+            "| trace | events | keys | mean rate | std dev (10 ms bins) | std dev / mean | p99 bin | max bin | events in busiest 1 % of bins |\n",
+        );
+        t.push_str("|---|---|---|---|---|---|---|---|---|\n");
+        for s in &self.traces {
+            let r = &s.rate_10ms;
+            let _ = writeln!(
+                t,
+                "| {} | {} | {} | {:.0}/s | {:.0}/s | {:.2} | {:.0}/s | {:.0}/s | {:.1} % |",
+                s.name,
+                s.events,
+                s.keys,
+                r.mean,
+                r.std_dev,
+                r.std_dev / r.mean.max(1e-9),
+                r.p99,
+                r.max,
+                r.top1pct_share * 100.0
+            );
+        }
+        t
+    }
+}

@@ -1,0 +1,97 @@
+//! A short `burst` run against a real local cluster: the loss accounting adds up.
+//!
+//! Needs `redis-server` and `redis-cli` (7 or newer) on `PATH`, as the client's tests do.
+#![cfg(not(feature = "loom"))]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use slotline_bench::burst::args::{Args, TraceKind};
+use slotline_bench::burst::run;
+use slotline_client::LocalCluster;
+
+fn args(cluster: &LocalCluster, out: &str) -> Args {
+    Args {
+        duration: Duration::from_secs(2),
+        rate: 3_000.0,
+        burst_factor: 8.0,
+        seed: 5,
+        users: 2_000,
+        traces: vec![TraceKind::Heavy],
+        callers: 4,
+        nodes: Some(cluster.seed_addrs()),
+        out: std::env::temp_dir().join(format!("burst-e2e-{}-{out}", std::process::id())),
+        progress: false,
+        proxy_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_burst"))),
+        ..Args::default()
+    }
+}
+
+#[test]
+fn offered_equals_acknowledged_plus_refused_and_slotline_loses_nothing() {
+    let cluster = LocalCluster::start().expect("a local cluster (redis-server on PATH)");
+
+    let a = args(&cluster, "drain");
+    let (report, outputs) = run(&a, "burst (test)").unwrap();
+    assert_eq!(report.runs.len(), 2);
+    let events = report.traces[0].events;
+    assert!(events > 3_000, "a 2 s trace at 3000/s has {events} events");
+    for r in &report.runs {
+        let who = format!("{} / {}", r.path, r.trace);
+        assert_eq!(r.offered, events, "{who}");
+        assert_eq!(r.pending, 0, "{who}: writes left without an answer");
+        assert_eq!(
+            r.offered,
+            r.acknowledged + r.rejected + r.unknown,
+            "{who}: offered != acknowledged + rejected + unknown"
+        );
+        assert_eq!(
+            r.lost, 0,
+            "{who}: acknowledged writes missing from Redis: {:?}",
+            r.read_back
+        );
+        assert_eq!(r.read_back.phantom, 0, "{who}");
+        assert!(r.read_back.keys_checked > 0, "{who}");
+        let errors: u64 = r.errors.values().sum();
+        assert_eq!(errors, r.rejected + r.unknown, "{who}: {:?}", r.errors);
+    }
+    let sidecar = &report.runs[0];
+    assert_eq!(sidecar.path, "sidecar");
+    // Drained: every acknowledged write was confirmed by Redis.
+    assert_eq!(sidecar.in_redis_latency_ms.count, sidecar.acknowledged);
+    assert!(sidecar.peak_rss.proxy_kib.unwrap_or(0) > 0);
+    // The 100 ms window shows in the sidecar's until-in-Redis latency, not its callers'.
+    assert!(sidecar.in_redis_latency_ms.p50 > sidecar.caller_latency_ms.p50);
+    let slotline = &report.runs[1];
+    assert_eq!(slotline.path, "slotline");
+    assert_eq!(slotline.peak_acked_not_in_redis, 0);
+    assert!(outputs.json.exists());
+    assert!(outputs.svg.as_ref().is_some_and(|s| s.exists()));
+
+    // Stopped at once when the replay ends (no grace): what was still queued was
+    // acknowledged and is lost, and the read-back finds it.
+    let mut a = args(&cluster, "stop");
+    a.paths = vec![slotline_bench::burst::args::PathKind::Sidecar];
+    a.sidecar.grace = Duration::ZERO;
+    a.sidecar.window = Duration::from_millis(500);
+    let (report, _) = run(&a, "burst (test, no grace)").unwrap();
+    let r = &report.runs[0];
+    let dropped = r
+        .errors
+        .get("sidecar: dropped at stop after ACK")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(r.offered, r.acknowledged + r.rejected + r.unknown);
+    assert!(
+        dropped > 0,
+        "a 500 ms window always leaves writes queued at the end: {:?}",
+        r.errors
+    );
+    assert!(
+        r.lost > 0 && r.lost <= dropped,
+        "lost keys {} should be in 1..={dropped} (the dropped writes)",
+        r.lost
+    );
+    assert_eq!(r.in_redis_latency_ms.count, r.acknowledged - dropped);
+    let _ = std::fs::remove_dir_all(outputs.json.parent().unwrap());
+}

@@ -1,0 +1,275 @@
+//! The `burst` report: counts add up, percentiles are right, and `report.json` has the
+//! documented layout.
+#![cfg(not(feature = "loom"))]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::Value as Json;
+use slotline_bench::burst::readback::ReadBack;
+use slotline_bench::burst::replay::{payload, seq_of, DepthSample, Outcome, PathRun, Record};
+use slotline_bench::burst::report::{
+    Latency, Machine, Params, PathExtras, PathReport, Report, SlotlineParams, TraceSummary, SCHEMA,
+};
+use slotline_bench::burst::sidecar::SidecarParams;
+use slotline_bench::burst::trace::{Event, Trace};
+use slotline_bench::burst::write_outputs;
+
+/// Ten events, 10 ms apart, on two keys.
+fn trace() -> Trace {
+    Trace {
+        name: "tiny".to_owned(),
+        keys: vec!["geo:{user0}".to_owned(), "geo:{user1}".to_owned()],
+        events: (0..10)
+            .map(|i| Event {
+                t_us: i * 10_000,
+                key: (i % 2) as u32,
+                bytes: 48,
+            })
+            .collect(),
+    }
+}
+
+/// Eight acknowledged (latency 1..=8 ms), one refused, one unknown.
+fn run() -> PathRun {
+    let t = trace();
+    let records = t
+        .events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Record {
+            send_us: e.t_us,
+            done_us: e.t_us + (i as u64 + 1) * 1_000,
+            outcome: match i {
+                8 => Outcome::Refused,
+                9 => Outcome::Unknown,
+                _ => Outcome::Ok,
+            },
+        })
+        .collect();
+    PathRun {
+        start_unix_us: 1,
+        records,
+        samples: vec![
+            DepthSample {
+                t_us: 0,
+                depth: 3,
+                bytes: 300,
+                kernel_bytes: 10,
+            },
+            DepthSample {
+                t_us: 50_000,
+                depth: 7,
+                bytes: 700,
+                kernel_bytes: 5,
+            },
+        ],
+        errors: BTreeMap::from([("rejected (backpressure)".to_owned(), 1)]),
+        in_redis_us: None,
+        caller_peak_rss_kib: 1024,
+    }
+}
+
+fn report() -> Report {
+    let t = trace();
+    let path = PathReport::build(
+        &t,
+        &run(),
+        ReadBack {
+            keys_checked: 2,
+            ..ReadBack::default()
+        },
+        PathExtras {
+            path: "slotline".to_owned(),
+            configured_depth: 100,
+            depth_enforced: true,
+            ..PathExtras::default()
+        },
+    );
+    Report {
+        schema: SCHEMA,
+        command: "burst --duration 1".to_owned(),
+        machine: Machine {
+            cpus: 2,
+            ..Machine::default()
+        },
+        params: Params {
+            duration_s: 0.1,
+            rate: 100.0,
+            burst_factor: 10.0,
+            seed: 1,
+            users: 2,
+            zipf_s: 1.0,
+            callers: 1,
+            trace_file: None,
+            sidecar: SidecarParams::default(),
+            slotline: SlotlineParams::default(),
+        },
+        traces: vec![TraceSummary::of(&t)],
+        runs: vec![path],
+        wall_s: 1.0,
+    }
+}
+
+#[test]
+fn counts_add_up_and_percentiles_come_from_the_scheduled_time() {
+    let r = &report().runs[0];
+    assert_eq!(
+        (r.offered, r.acknowledged, r.rejected, r.unknown, r.pending),
+        (10, 8, 1, 1, 0)
+    );
+    assert_eq!(
+        r.offered,
+        r.acknowledged + r.rejected + r.unknown + r.pending
+    );
+    // Caller latency covers every outcome: 1..=10 ms.
+    assert_eq!(r.caller_latency_ms.count, 10);
+    assert_eq!(r.caller_latency_ms.max, 10.0);
+    assert_eq!(r.caller_latency_ms.p50, 5.0);
+    // Until in Redis: acknowledged writes only, 1..=8 ms.
+    assert_eq!(r.in_redis_latency_ms.count, 8);
+    assert_eq!(r.in_redis_latency_ms.max, 8.0);
+    assert_eq!(r.peak_queue_depth, 7);
+    assert_eq!(r.peak_bytes_buffered, 700);
+    assert_eq!(r.peak_acked_not_in_redis, 0);
+    assert_eq!(r.series.len(), 1);
+    assert_eq!(r.series[0].offered_per_s, 100.0);
+}
+
+#[test]
+fn latency_percentiles_are_nearest_rank() {
+    let mut us: Vec<u64> = (1..=1000).rev().map(|i| i * 1000).collect();
+    let l = Latency::of(&mut us);
+    assert_eq!(
+        (l.count, l.p50, l.p99, l.p999, l.max),
+        (1000, 500.0, 990.0, 999.0, 1000.0)
+    );
+    assert_eq!(Latency::of(&mut []), Latency::default());
+}
+
+#[test]
+fn payload_is_unique_sized_and_names_its_write() {
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    payload(41, 64, &mut a);
+    payload(42, 64, &mut b);
+    assert_eq!(a.len(), 64);
+    assert_ne!(a, b);
+    assert_eq!(seq_of(&a), Some(41));
+    payload(123_456_789, 5, &mut a);
+    assert!(a.len() > 5, "a value never truncates its prefix");
+    assert_eq!(seq_of(&a), Some(123_456_789));
+    assert_eq!(seq_of(b"no bar here"), None);
+}
+
+/// The type of each field a reader of `report.json` relies on.
+fn expect(v: &Json, path: &str, kind: &str) {
+    let mut cur = v;
+    for part in path.split('.') {
+        cur = match part.parse::<usize>() {
+            Ok(i) => &cur[i],
+            Err(_) => &cur[part],
+        };
+    }
+    let ok = match kind {
+        "number" => cur.is_number(),
+        "string" => cur.is_string(),
+        "bool" => cur.is_boolean(),
+        "array" => cur.is_array(),
+        "object" => cur.is_object(),
+        "number|null" => cur.is_number() || cur.is_null(),
+        _ => unreachable!(),
+    };
+    assert!(ok, "`{path}` should be {kind}, is {cur}");
+}
+
+#[test]
+fn json_report_has_the_documented_layout_and_round_trips() {
+    let report = report();
+    let v = serde_json::to_value(&report).unwrap();
+    for (path, kind) in [
+        ("schema", "number"),
+        ("command", "string"),
+        ("wall_s", "number"),
+        ("machine.cpus", "number"),
+        ("machine.redis_version", "string"),
+        ("machine.cluster", "string"),
+        ("params.rate", "number"),
+        ("params.burst_factor", "number"),
+        ("params.seed", "number"),
+        ("params.callers", "number"),
+        ("params.sidecar.depth", "number"),
+        ("params.sidecar.enforce", "bool"),
+        ("params.sidecar.window", "number"),
+        ("params.sidecar.grace", "number"),
+        ("params.slotline.shards", "number"),
+        ("params.slotline.backpressure_limit", "number"),
+        ("traces.0.name", "string"),
+        ("traces.0.events", "number"),
+        ("traces.0.rate_10ms.mean", "number"),
+        ("traces.0.rate_10ms.std_dev", "number"),
+        ("traces.0.rate_10ms.top1pct_share", "number"),
+        ("runs.0.path", "string"),
+        ("runs.0.trace", "string"),
+        ("runs.0.offered", "number"),
+        ("runs.0.acknowledged", "number"),
+        ("runs.0.rejected", "number"),
+        ("runs.0.unknown", "number"),
+        ("runs.0.pending", "number"),
+        ("runs.0.lost", "number"),
+        ("runs.0.errors", "object"),
+        ("runs.0.read_back.keys_checked", "number"),
+        ("runs.0.read_back.missing", "number"),
+        ("runs.0.read_back.stale", "number"),
+        ("runs.0.throughput_per_s", "number"),
+        ("runs.0.caller_latency_ms.p50", "number"),
+        ("runs.0.caller_latency_ms.p99", "number"),
+        ("runs.0.caller_latency_ms.p999", "number"),
+        ("runs.0.caller_latency_ms.max", "number"),
+        ("runs.0.in_redis_latency_ms.p99", "number"),
+        ("runs.0.peak_queue_depth", "number"),
+        ("runs.0.configured_depth", "number"),
+        ("runs.0.depth_enforced", "bool"),
+        ("runs.0.peak_acked_not_in_redis", "number"),
+        ("runs.0.peak_bytes_buffered", "number"),
+        ("runs.0.peak_kernel_bytes", "number"),
+        ("runs.0.peak_rss.callers_kib", "number"),
+        ("runs.0.series", "array"),
+        ("runs.0.series.0.t_s", "number"),
+        ("runs.0.series.0.offered_per_s", "number"),
+        ("runs.0.series.0.acked_per_s", "number"),
+        ("runs.0.series.0.in_redis_p99_ms", "number|null"),
+        ("runs.0.series.0.depth", "number"),
+    ] {
+        expect(&v, path, kind);
+    }
+    assert_eq!(v["schema"], 1);
+    let back: Report = serde_json::from_value(v).unwrap();
+    assert_eq!(back, report);
+}
+
+#[test]
+fn outputs_are_a_json_file_and_an_svg_plot() {
+    let dir: PathBuf = std::env::temp_dir().join(format!("burst-report-{}", std::process::id()));
+    let out = write_outputs(&report(), &dir).unwrap();
+    let json: Report = serde_json::from_str(&std::fs::read_to_string(&out.json).unwrap()).unwrap();
+    assert_eq!(json.runs.len(), 1);
+    let svg = std::fs::read_to_string(out.svg.unwrap()).unwrap();
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
+    assert!(svg.contains("queue depth"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn story_table_has_one_row_per_run() {
+    let table = report().story_table();
+    assert_eq!(table.lines().count(), 3, "{table}");
+    assert!(
+        table
+            .lines()
+            .nth(2)
+            .unwrap()
+            .starts_with("| slotline | tiny |"),
+        "{table}"
+    );
+}
