@@ -254,6 +254,9 @@ fn fetch_one(node: &NodeAddr, opts: &ConnOptions) -> Result<NodeMap, Error> {
     };
     let mut map = parsed.map_err(|e| Error::Topology(format!("{addr}: {e}")))?;
     map.fill_empty_hosts(node.host());
+    if opts.tls.is_some() {
+        map.use_tls_ports();
+    }
     Ok(map)
 }
 

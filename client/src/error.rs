@@ -71,7 +71,7 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
-    /// The address asks for TLS (`rediss://`), which this build does not speak.
+    /// The address asks for TLS (`rediss://`), but the connection options carry no TLS settings.
     TlsUnsupported {
         /// The node, `host:port`.
         addr: String,
@@ -139,7 +139,11 @@ impl fmt::Display for Error {
             Error::Server { addr, message } => write!(f, "{addr}: error reply: {message}"),
             Error::Protocol { addr, message } => write!(f, "{addr}: protocol error: {message}"),
             Error::TlsUnsupported { addr } => {
-                write!(f, "{addr}: rediss:// (TLS) is not supported by this build")
+                write!(
+                    f,
+                    "{addr}: rediss:// asks for TLS, but the connection options carry no TLS \
+                     settings (build them with ConnOptions::from_config, or set tls.enabled)"
+                )
             }
             Error::Topology(message) => write!(f, "unusable cluster topology: {message}"),
             Error::NoReachableNode { tried, last } => {

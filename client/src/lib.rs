@@ -36,7 +36,9 @@
 //!   [`REFRESH_INTERVAL`]; an `ASK` sends one command to the named node after `ASKING`,
 //!   leaving the map alone.
 //! - [`conn`]: [`Conn`], one connection to one node: a `socket2` socket with its options set
-//!   before connect, RESP via the `redis` crate, pipelines read into fixed buffers.
+//!   before connect, optionally TLS (rustls, verification always on; the `tls` section of the
+//!   config or a `rediss://` seed turns it on), RESP via the `redis` crate, pipelines read into
+//!   fixed buffers.
 //! - [`metrics`]: [`Metrics`], per-shard counters and latency histograms, Prometheus text.
 //! - [`error`]: [`Error`] and [`CommitError`].
 //! - `local` (feature `local-cluster`, on by default): [`LocalCluster`] and [`LocalServer`],
@@ -111,6 +113,7 @@ mod writer;
 pub use client::{Client, CommitFuture};
 pub use cluster::{MAX_WRITERS, REFRESH_INTERVAL};
 pub use config::{Config, ConfigError, NodeAddr};
+pub use conn::tls::{TlsConnector, TlsError};
 pub use conn::{Conn, ConnOptions};
 pub use error::{CommitError, Error};
 #[cfg(feature = "local-cluster")]

@@ -600,6 +600,32 @@ impl NodeMap {
         }
     }
 
+    /// Points every node that announced a TLS port at that port: for a client that speaks
+    /// TLS to a cluster whose nodes listen on both a plaintext and a TLS port (`CLUSTER SHARDS`
+    /// gives both, and [`Node::addr`] carries the plaintext one).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_router::{Addr, Node, NodeMap, Role, Slot, SlotRange};
+    ///
+    /// let mut node = Node::new(Addr::new("10.0.0.1", 6379), Role::Master);
+    /// node.tls_port = Some(6380);
+    /// let mut map = NodeMap::new();
+    /// map.assign(SlotRange::ALL, node);
+    /// map.use_tls_ports();
+    /// assert_eq!(map.master_addr(Slot::MIN), Some(&Addr::new("10.0.0.1", 6380)));
+    /// ```
+    pub fn use_tls_ports(&mut self) {
+        for shard in &mut self.shards {
+            for node in std::iter::once(&mut shard.master).chain(shard.replicas.iter_mut()) {
+                if let Some(tls_port) = node.tls_port {
+                    node.addr = Addr::new(node.addr.host(), tls_port);
+                }
+            }
+        }
+    }
+
     /// Whether every slot has a master.
     ///
     /// # Examples
