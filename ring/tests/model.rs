@@ -29,12 +29,15 @@ fn op(cap: usize) -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Operations per case; Miri runs fewer, shorter cases.
+const MAX_OPS: usize = if cfg!(miri) { 40 } else { 300 };
+
 fn case() -> impl Strategy<Value = (usize, Vec<Op>)> {
     let cap = prop_oneof![1..=17usize, Just(31), Just(64), Just(100), Just(1000)];
     cap.prop_flat_map(|cap| {
         (
             Just(cap),
-            proptest::collection::vec(op(cap.min(40)), 0..300),
+            proptest::collection::vec(op(cap.min(40)), 0..MAX_OPS),
         )
     })
 }
@@ -124,7 +127,7 @@ proptest! {
 
 #[test]
 fn every_capacity_fills_and_empties_over_many_laps() {
-    for cap in 1..=70 {
+    for cap in 1..=if cfg!(miri) { 12 } else { 70 } {
         let ring = Ring::new(cap);
         for lap in 0..3u32 {
             for i in 0..cap as u32 {
