@@ -46,8 +46,8 @@ use std::ops::Range;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::{self, Thread};
 use std::task::{Context, Poll, Waker};
+use std::thread::{self, Thread};
 use std::time::Instant;
 
 use slotline_router::{key_slot, Slot};
