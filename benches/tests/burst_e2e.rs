@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use slotline_bench::burst::args::{Args, TraceKind};
-use slotline_bench::burst::run;
+use slotline_bench::burst::{run, DROPPED_AT_STOP};
 use slotline_client::LocalCluster;
 
 fn args(cluster: &LocalCluster, out: &str) -> Args {
@@ -59,7 +59,12 @@ fn offered_equals_acknowledged_plus_refused_and_slotline_loses_nothing() {
     assert_eq!(sidecar.path, "sidecar");
     // Drained: every acknowledged write was confirmed by Redis.
     assert_eq!(sidecar.in_redis_latency_ms.count, sidecar.acknowledged);
-    assert!(sidecar.peak_rss.proxy_kib.unwrap_or(0) > 0);
+    assert!(sidecar.peak_rss.proxy_peak_kib.unwrap_or(0) > 0);
+    assert!(
+        sidecar.after_ack_failures.is_empty(),
+        "{:?}",
+        sidecar.after_ack_failures
+    );
     // The 100 ms window shows in the sidecar's until-in-Redis latency, not its callers'.
     assert!(sidecar.in_redis_latency_ms.p50 > sidecar.caller_latency_ms.p50);
     let slotline = &report.runs[1];
@@ -77,15 +82,15 @@ fn offered_equals_acknowledged_plus_refused_and_slotline_loses_nothing() {
     let (report, _) = run(&a, "burst (test, no grace)").unwrap();
     let r = &report.runs[0];
     let dropped = r
-        .errors
-        .get("sidecar: dropped at stop after ACK")
+        .after_ack_failures
+        .get(DROPPED_AT_STOP)
         .copied()
         .unwrap_or(0);
     assert_eq!(r.offered, r.acknowledged + r.rejected + r.unknown);
     assert!(
         dropped > 0,
         "a 500 ms window always leaves writes queued at the end: {:?}",
-        r.errors
+        r.after_ack_failures
     );
     assert!(
         r.lost > 0 && r.lost <= dropped,

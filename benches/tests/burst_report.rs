@@ -66,6 +66,8 @@ fn run() -> PathRun {
         ],
         errors: BTreeMap::from([("rejected (backpressure)".to_owned(), 1)]),
         in_redis_us: None,
+        after_ack: BTreeMap::new(),
+        caller_base_rss_kib: 1000,
         caller_peak_rss_kib: 1024,
     }
 }
@@ -233,7 +235,9 @@ fn json_report_has_the_documented_layout_and_round_trips() {
         ("runs.0.peak_acked_not_in_redis", "number"),
         ("runs.0.peak_bytes_buffered", "number"),
         ("runs.0.peak_kernel_bytes", "number"),
-        ("runs.0.peak_rss.callers_kib", "number"),
+        ("runs.0.after_ack_failures", "object"),
+        ("runs.0.peak_rss.callers_base_kib", "number"),
+        ("runs.0.peak_rss.callers_peak_kib", "number"),
         ("runs.0.series", "array"),
         ("runs.0.series.0.t_s", "number"),
         ("runs.0.series.0.offered_per_s", "number"),

@@ -123,10 +123,15 @@ fn load_config(path: &Path) -> Result<(Config, PathBuf), String> {
     Ok((config, found))
 }
 
-/// Resets this process's peak RSS (`VmHWM`) to its current RSS (Linux `clear_refs` 5).
-fn reset_peak_rss() {
+/// Resets this process's peak RSS (`VmHWM`) to its current RSS (Linux `clear_refs` 5) and
+/// returns the current RSS in KiB.
+fn reset_peak_rss() -> u64 {
     let _ = fs::write("/proc/self/clear_refs", "5");
+    read_status_kib("self", "VmRSS").unwrap_or(0)
 }
+
+/// The `after_ack_failures` key of acknowledged writes a stopped sidecar still held.
+pub const DROPPED_AT_STOP: &str = "still queued when the sidecar was stopped (acknowledged)";
 
 fn fallback_name(f: FallbackStrategy) -> &'static str {
     match f {
@@ -339,9 +344,10 @@ fn run_sidecar(
     offered: &AtomicUsize,
     progress: &ProgressBar,
 ) -> Result<(PathRun, PathExtras), String> {
-    reset_peak_rss();
+    let base = reset_peak_rss();
     let sidecar = Sidecar::spawn(program, seeds, &args.sidecar)?;
     let mut run = replay_sidecar(trace, &sidecar.addr, args.callers, offered)?;
+    run.caller_base_rss_kib = base;
     run.caller_peak_rss_kib = read_status_kib("self", "VmHWM").unwrap_or(0);
     progress.set_message(format!(
         "sidecar: draining its queue (grace {:?})",
@@ -368,14 +374,14 @@ fn run_sidecar(
         })
         .collect();
     if proxy.upstream_errors > 0 {
-        *run.errors
-            .entry("sidecar: Redis refused after ACK".to_owned())
-            .or_default() += proxy.upstream_errors;
+        run.after_ack.insert(
+            "Redis refused a write after the sidecar's ACK".to_owned(),
+            proxy.upstream_errors,
+        );
     }
     if proxy.dropped_at_stop > 0 {
-        *run.errors
-            .entry("sidecar: dropped at stop after ACK".to_owned())
-            .or_default() += proxy.dropped_at_stop;
+        run.after_ack
+            .insert(DROPPED_AT_STOP.to_owned(), proxy.dropped_at_stop);
     }
     let extras = PathExtras {
         path: "sidecar".to_owned(),
@@ -390,8 +396,9 @@ fn run_sidecar(
         bytes_bound: None,
         sndbuf_bytes: (proxy.sndbuf_start_bytes, proxy.sndbuf_peak_bytes),
         peak_rss: Rss {
-            callers_kib: run.caller_peak_rss_kib,
-            proxy_kib: Some(proxy.peak_rss_kib),
+            callers_base_kib: run.caller_base_rss_kib,
+            callers_peak_kib: run.caller_peak_rss_kib,
+            proxy_peak_kib: Some(proxy.peak_rss_kib),
         },
     };
     Ok((run, extras))
@@ -406,7 +413,7 @@ fn run_slotline(
     op_bytes: u64,
     offered: &AtomicUsize,
 ) -> Result<(PathRun, PathExtras), String> {
-    reset_peak_rss();
+    let base = reset_peak_rss();
     let client = Client::connect(config.clone()).map_err(|e| format!("slotline: {e}"))?;
     let mut run = replay_slotline(
         trace,
@@ -416,13 +423,15 @@ fn run_slotline(
         op_bytes,
         offered,
     );
+    run.caller_base_rss_kib = base;
     run.caller_peak_rss_kib = read_status_kib("self", "VmHWM").unwrap_or(0);
     drop(client);
     let extras = PathExtras {
         path: "slotline".to_owned(),
         peak_rss: Rss {
-            callers_kib: run.caller_peak_rss_kib,
-            proxy_kib: None,
+            callers_base_kib: run.caller_base_rss_kib,
+            callers_peak_kib: run.caller_peak_rss_kib,
+            proxy_peak_kib: None,
         },
         ..PathExtras::default()
     };
@@ -460,6 +469,11 @@ pub fn summary(report: &Report, outputs: &Outputs) -> String {
         "\nThe story's table, reproduced (p99 latencies from each write's scheduled time):\n\n",
     );
     s.push_str(&report.story_table());
+    let verdicts = report.verdicts();
+    if !verdicts.is_empty() {
+        s.push_str("\nSide by side (\"better\" is per metric; even = within 10 %):\n");
+        s.push_str(&verdicts);
+    }
     s.push_str("\nEvery count:\n\n");
     s.push_str(&report.full_table());
     let errors: Vec<String> = report
@@ -471,8 +485,26 @@ pub fn summary(report: &Report, outputs: &Outputs) -> String {
             format!("  {} / {}: {}", r.path, r.trace, list.join(", "))
         })
         .collect();
+    let after: Vec<String> = report
+        .runs
+        .iter()
+        .filter(|r| !r.after_ack_failures.is_empty())
+        .map(|r| {
+            let list: Vec<String> = r
+                .after_ack_failures
+                .iter()
+                .map(|(k, n)| format!("{k}: {n}"))
+                .collect();
+            format!("  {} / {}: {}", r.path, r.trace, list.join(", "))
+        })
+        .collect();
+    if !after.is_empty() {
+        s.push_str("\nFailures after the ACK (no caller saw them):\n");
+        s.push_str(&after.join("\n"));
+        s.push('\n');
+    }
     if !errors.is_empty() {
-        s.push_str("\nErrors by kind:\n");
+        s.push_str("\nErrors the callers saw, by kind:\n");
         s.push_str(&errors.join("\n"));
         s.push('\n');
     }

@@ -84,12 +84,17 @@ pub struct PathRun {
     pub records: Vec<Record>,
     /// Pending writes over time.
     pub samples: Vec<DepthSample>,
-    /// Error outcomes by kind (`rejected`, `dropped`, `queue full`, ...).
+    /// Error outcomes the callers saw, by kind (`rejected`, `dropped`, `queue full`, ...).
     pub errors: BTreeMap<String, u64>,
+    /// Failures after an acknowledgement, by kind (sidecar: Redis refused a write it had
+    /// acknowledged, or it was still queued when the proxy was stopped). No caller saw them.
+    pub after_ack: BTreeMap<String, u64>,
     /// Until-in-Redis time per acknowledged write, when it differs from `done_us` (sidecar):
     /// microseconds from the start of the replay, by event index; `None` if never confirmed.
     pub in_redis_us: Option<Vec<Option<u64>>>,
-    /// Most bytes in the caller process's resident set during the replay (`VmHWM`), KiB.
+    /// The caller process's resident set when the replay started (`VmRSS`), KiB.
+    pub caller_base_rss_kib: u64,
+    /// Its peak resident set during the replay (`VmHWM`, reset at the start), KiB.
     pub caller_peak_rss_kib: u64,
 }
 
@@ -390,6 +395,8 @@ fn collect(
         samples,
         errors,
         in_redis_us: None,
+        after_ack: BTreeMap::new(),
+        caller_base_rss_kib: 0,
         caller_peak_rss_kib: 0,
     }
 }

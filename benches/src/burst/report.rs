@@ -201,13 +201,28 @@ pub struct Bucket {
     pub depth: u64,
 }
 
-/// Peak resident memory of the processes on a path, KiB.
+/// Resident memory of the processes on a path, KiB.
+///
+/// The callers run in the `burst` process, which also holds the traces and results; its
+/// growth during the replay (`callers_peak_kib - callers_base_kib`) is what the path cost it
+/// (on the slotline path that includes the client: rings, writers, metrics). The proxy is a
+/// process of its own, so its whole peak counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rss {
-    /// The load generator's process (with slotline's client inside, on the slotline path).
-    pub callers_kib: u64,
-    /// The sidecar proxy's process (sidecar path only).
-    pub proxy_kib: Option<u64>,
+    /// The `burst` process's resident set when the replay started.
+    pub callers_base_kib: u64,
+    /// Its peak during the replay.
+    pub callers_peak_kib: u64,
+    /// The sidecar proxy process's peak (sidecar path only).
+    pub proxy_peak_kib: Option<u64>,
+}
+
+impl Rss {
+    /// Memory the path cost: growth of the `burst` process plus the whole proxy process.
+    pub fn path_kib(&self) -> u64 {
+        self.callers_peak_kib.saturating_sub(self.callers_base_kib)
+            + self.proxy_peak_kib.unwrap_or(0)
+    }
 }
 
 /// One trace through one path.
@@ -227,8 +242,10 @@ pub struct PathReport {
     pub unknown: u64,
     /// Writes with no outcome at the end (0 for a finished replay).
     pub pending: u64,
-    /// Errors by kind.
+    /// Errors the callers saw, by kind.
     pub errors: BTreeMap<String, u64>,
+    /// Failures after an acknowledgement that no caller saw, by kind (sidecar only).
+    pub after_ack_failures: BTreeMap<String, u64>,
     /// The read-back.
     pub read_back: ReadBack,
     /// Writes acknowledged and then lost: the read-back's lost keys.
@@ -384,6 +401,7 @@ impl PathReport {
             unknown: counts[3],
             pending: counts[0],
             errors: run.errors.clone(),
+            after_ack_failures: run.after_ack.clone(),
             read_back,
             lost: read_back.lost,
             duration_s,
@@ -497,7 +515,7 @@ impl Report {
         t.push_str(
             "| path | trace | offered | acked | rejected | unknown | pending | lost | throughput \
              | caller p50 / p99 / p99.9 / max | in Redis p50 / p99 / p99.9 / max | peak depth \
-             | peak bytes (bound) | peak RSS callers / proxy |\n",
+             | peak bytes (bound) | memory: callers' growth + proxy |\n",
         );
         t.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for r in &self.runs {
@@ -512,7 +530,7 @@ impl Report {
             };
             let _ = writeln!(
                 t,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0}/s | {} | {} | {} | {} ({}) | {} / {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0}/s | {} | {} | {} | {} ({}) | {} + {} |",
                 r.path,
                 r.trace,
                 r.offered,
@@ -527,11 +545,112 @@ impl Report {
                 r.peak_queue_depth,
                 bytes_text(r.peak_bytes_buffered),
                 r.bytes_bound.map_or("none".to_owned(), bytes_text),
-                bytes_text(r.peak_rss.callers_kib * 1024),
+                bytes_text(
+                    r.peak_rss
+                        .callers_peak_kib
+                        .saturating_sub(r.peak_rss.callers_base_kib)
+                        * 1024
+                ),
                 r.peak_rss
-                    .proxy_kib
+                    .proxy_peak_kib
                     .map_or("–".to_owned(), |k| bytes_text(k * 1024)),
             );
+        }
+        t
+    }
+
+    /// Per trace, each metric side by side with the path that did better on it ("even"
+    /// within 10 %), so a metric slotline loses on is shown as lost.
+    pub fn verdicts(&self) -> String {
+        type Metric = (
+            &'static str,
+            bool,
+            fn(&PathReport) -> f64,
+            fn(f64) -> String,
+        );
+        let metrics: [Metric; 10] = [
+            (
+                "p99 until in Redis",
+                true,
+                |r| r.in_redis_latency_ms.p99,
+                ms_text,
+            ),
+            (
+                "p99 caller-observed",
+                true,
+                |r| r.caller_latency_ms.p99,
+                ms_text,
+            ),
+            (
+                "peak queue depth",
+                true,
+                |r| r.peak_queue_depth as f64,
+                |v| format!("{v:.0}"),
+            ),
+            (
+                "acknowledged, not yet in Redis (peak)",
+                true,
+                |r| r.peak_acked_not_in_redis as f64,
+                |v| format!("{v:.0}"),
+            ),
+            (
+                "bytes buffered in the path (peak)",
+                true,
+                |r| r.peak_bytes_buffered as f64,
+                |v| bytes_text(v as u64),
+            ),
+            (
+                "bytes in socket queues (peak)",
+                true,
+                |r| r.peak_kernel_bytes as f64,
+                |v| bytes_text(v as u64),
+            ),
+            (
+                "memory (RSS the path added)",
+                true,
+                |r| r.peak_rss.path_kib() as f64 * 1024.0,
+                |v| bytes_text(v as u64),
+            ),
+            (
+                "lost after ACK",
+                true,
+                |r| r.lost as f64,
+                |v| format!("{v:.0}"),
+            ),
+            (
+                "errors callers saw",
+                true,
+                |r| (r.rejected + r.unknown) as f64,
+                |v| format!("{v:.0}"),
+            ),
+            (
+                "throughput (acknowledged/s)",
+                false,
+                |r| r.throughput_per_s,
+                |v| format!("{v:.0}/s"),
+            ),
+        ];
+        let mut t = String::new();
+        let mut traces: Vec<&str> = self.runs.iter().map(|r| r.trace.as_str()).collect();
+        traces.dedup();
+        for trace in traces {
+            let find = |p: &str| self.runs.iter().find(|r| r.trace == trace && r.path == p);
+            let (Some(side), Some(slot)) = (find("sidecar"), find("slotline")) else {
+                continue;
+            };
+            let _ = writeln!(t, "\n`{trace}` trace:\n");
+            t.push_str("| metric | sidecar | slotline | better |\n|---|---|---|---|\n");
+            for (name, lower_is_better, get, show) in metrics {
+                let (a, b) = (get(side), get(slot));
+                let better = if (a - b).abs() <= 0.1 * a.abs().max(b.abs()) {
+                    "even"
+                } else if (b < a) == lower_is_better {
+                    "slotline"
+                } else {
+                    "**sidecar**"
+                };
+                let _ = writeln!(t, "| {name} | {} | {} | {better} |", show(a), show(b));
+            }
         }
         t
     }
