@@ -31,7 +31,7 @@
 //!
 //! **Stamps, laps and indices.** `head` and `tail` are *stamps*: a slot *index* in the low bits
 //! and a *lap* count in the high bits. `one_lap` is `{ lap: 1, index: 0 }`, the smallest power of
-//! two above every index plus one. Each slot has a stamp too, saying which operation may touch
+//! two greater than the capacity. Each slot has a stamp too, saying which operation may touch
 //! it next:
 //!
 //! * slot stamp == a tail value `t`: the slot is empty, and the push at `t` may write it;
@@ -52,8 +52,8 @@
 //! **Layout.** Slots are contiguous, in index order, so a thread that pushes or pops a run of
 //! items touches a quarter as many cache lines as items (16-byte slots) and the prefetcher
 //! follows it. `head` and `tail` each have their own `CachePadded` 128-byte block, and the
-//! read-only fields (buffer pointer, capacity, `one_lap`) live in a third, so the fast path
-//! touches only lines that the index it moves and the slot it claims already share. (An
+//! read-only fields (buffer pointer, capacity, `one_lap`) live in a third that nobody writes, so
+//! a push or pop touches three lines: that read-only one, the index it moves, and its slot. (An
 //! `atomic_queue`-style remap that puts consecutive indices on different cache lines was
 //! measured and was slower here in every scenario, batches most of all; see
 //! `benches/RESULTS.md`.)

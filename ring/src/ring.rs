@@ -288,8 +288,9 @@ impl<T> Ring<T> {
     ///
     /// Always stores `value`. When the ring is full, one CAS on the head claims the oldest
     /// item and `value` takes its slot, which becomes the newest: the eviction and the push are
-    /// one linearizable operation, not a pop followed by a push, so no other producer can
-    /// slip in between and no consumer sees the ring shrink. If a consumer has claimed the
+    /// one linearizable operation (at the head CAS), not a pop followed by a push, so no other
+    /// producer can slip in between and take the freed slot. Until the tail is moved a moment
+    /// later, [`len`](Ring::len) may read `capacity - 1`. If a consumer has claimed the
     /// oldest item but not finished moving it out, `force_push` waits for it (the one place
     /// the ring waits for another thread; see [the crate docs](crate#progress)).
     ///
