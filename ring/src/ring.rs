@@ -245,7 +245,19 @@ impl<T> Ring<T> {
             if stamp == tail {
                 // The slot is empty for this lap.
                 if BELOW {
+                    // The fill level must come from a (head, tail) pair the ring really had.
+                    // `tail` may be a stale or relaxed read, and pops since then would make the
+                    // pair look fuller than the ring ever was. So read the tail again, then the
+                    // head, then the tail once more, all `SeqCst`: if both tail reads equal our
+                    // `tail`, the tail had that value when the head was read.
+                    let before = self.tail.load(Ordering::SeqCst);
                     let head = self.head.load(Ordering::SeqCst);
+                    let after = self.tail.load(Ordering::SeqCst);
+                    if before != tail || after != tail {
+                        tail = after;
+                        backoff.spin();
+                        continue;
+                    }
                     if self.distance(head, tail) >= limit {
                         return Err(Full(value));
                     }
