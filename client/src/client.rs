@@ -299,7 +299,6 @@ fn submit(shared: &Shared, op: Op) -> Result<(), Submit> {
     let shard = shared.shards.shard_of(op.slot());
     let ring = &shared.rings[shard];
     let mut op = op;
-    let mut contended = 0u32;
     loop {
         match ring.try_push_below(op, shared.limit) {
             Ok(()) => {
@@ -307,16 +306,6 @@ fn submit(shared: &Shared, op: Op) -> Result<(), Submit> {
                 return Ok(());
             }
             Err(Full(back)) => op = back,
-        }
-        // The ring also says `Full` when a slot is in flight under another thread (see
-        // slotline_ring's "What `Full` and `None` mean"), and `try_push_below` can compare a
-        // tail read before it was preempted with a head read after. Only a ring that really
-        // holds `limit` ops is backpressure: below that, push again instead of rejecting or
-        // evicting a write for nothing.
-        if ring.len() < shared.limit && contended < CONTENDED_RETRIES {
-            contended += 1;
-            std::hint::spin_loop();
-            continue;
         }
         match shared.config.backpressure.fallback_strategy {
             FallbackStrategy::Reject => {
@@ -344,10 +333,6 @@ fn submit(shared: &Shared, op: Op) -> Result<(), Submit> {
         }
     }
 }
-
-/// Pushes retried while the ring reports `Full` below its backpressure line, before the policy
-/// applies anyway (a thread stalled mid-operation can keep a slot in flight for a while).
-const CONTENDED_RETRIES: u32 = 64;
 
 /// Waits a little longer each time: spin, then yield, then sleep.
 fn pause(spins: &mut u32) {
