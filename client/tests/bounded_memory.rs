@@ -13,16 +13,8 @@ use slotline_client::config::FallbackStrategy;
 use slotline_client::local::{LocalCluster, Role};
 use slotline_client::{Client, CommitError};
 
-/// This process's resident set size, in KiB, from `/proc/self/status`.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS in /proc/self/status")
-}
+mod fault_support;
+use fault_support::rss_kib;
 
 #[test]
 fn memory_stays_flat_while_paused_masters_push_back() {
