@@ -324,28 +324,25 @@ impl Writer {
                 }));
                 continue;
             }
-            let target = match held
+            // Borrowed, not cloned: a lookup per op must not allocate.
+            let Some(target) = held
                 .ask
-                .clone()
-                .or_else(|| map.master_addr(held.op.slot()).cloned())
-            {
-                Some(addr) => addr,
-                None => {
-                    // A hole: the slot has no master right now (failover, resharding).
-                    self.shared.topology.mark_stale();
-                    self.outcomes[i] = Outcome::Retry {
-                        backoff: backoff(held.attempts),
-                        ask: None,
-                    };
-                    continue;
-                }
-            };
-            let Some(link) = self.link(&target) else {
+                .as_ref()
+                .or_else(|| map.master_addr(held.op.slot()))
+            else {
+                // A hole: the slot has no master right now (failover, resharding).
                 self.shared.topology.mark_stale();
-                let ask = self.batch[i].ask.clone();
                 self.outcomes[i] = Outcome::Retry {
-                    backoff: backoff(self.batch[i].attempts),
-                    ask,
+                    backoff: backoff(held.attempts),
+                    ask: None,
+                };
+                continue;
+            };
+            let Some(link) = link_to(&mut self.links, &self.shared, target) else {
+                self.shared.topology.mark_stale();
+                self.outcomes[i] = Outcome::Retry {
+                    backoff: backoff(held.attempts),
+                    ask: held.ask.clone(),
                 };
                 continue;
             };
@@ -586,38 +583,38 @@ impl Writer {
             self.budgets[shard].observe(rtt, budget, self.max_batch);
         }
     }
+}
 
-    /// The index of the link to `addr`, connecting if needed; `None` if the connect failed.
-    fn link(&mut self, addr: &Addr) -> Option<usize> {
-        let index = match self.links.iter().position(|l| &l.addr == addr) {
-            Some(i) => i,
-            None => {
-                self.links.push(Link {
-                    addr: addr.clone(),
-                    conn: None,
-                    used: false,
-                    confirmed: None,
-                    failed: false,
-                });
-                self.links.len() - 1
-            }
-        };
-        let link = &mut self.links[index];
-        if link.failed {
-            return None;
+/// The index of the link to `addr`, connecting if needed; `None` if the connect failed.
+fn link_to(links: &mut Vec<Link>, shared: &Shared, addr: &Addr) -> Option<usize> {
+    let index = match links.iter().position(|l| &l.addr == addr) {
+        Some(i) => i,
+        None => {
+            links.push(Link {
+                addr: addr.clone(),
+                conn: None,
+                used: false,
+                confirmed: None,
+                failed: false,
+            });
+            links.len() - 1
         }
-        if link.conn.is_none() {
-            let node = NodeAddr::new(addr.host(), addr.port());
-            match Conn::connect(&node, &self.shared.conn_opts) {
-                Ok(conn) => link.conn = Some(conn),
-                Err(_) => {
-                    link.failed = true;
-                    return None;
-                }
-            }
-        }
-        Some(index)
+    };
+    let link = &mut links[index];
+    if link.failed {
+        return None;
     }
+    if link.conn.is_none() {
+        let node = NodeAddr::new(addr.host(), addr.port());
+        match Conn::connect(&node, &shared.conn_opts) {
+            Ok(conn) => link.conn = Some(conn),
+            Err(_) => {
+                link.failed = true;
+                return None;
+            }
+        }
+    }
+    Some(index)
 }
 
 /// Counts the outcome of a completed op; its latency (successes only) and its leaving the
