@@ -54,7 +54,26 @@ fn chaos_secs() -> Duration {
     Duration::from_secs(secs)
 }
 
-fn healthy(cluster: &LocalCluster, after: &str) {
+/// Waits for a healthy cluster. Under heavy load on two cores a node can stay convinced that
+/// some slots are unassigned after a restart (gossip lost to CPU starvation); if the cluster has
+/// not healed within 30 s, `redis-cli --cluster fix` is run once (counted as an action, so the
+/// report shows it) and the wait starts again. What the test checks is the client's promise
+/// (acknowledged ⊆ present, one result per call), not Redis's own healing.
+fn healthy(cluster: &LocalCluster, after: &str, actions: &mut Actions) {
+    let Err(first) = cluster.wait_healthy(Duration::from_secs(30)) else {
+        return;
+    };
+    eprintln!("[chaos] not healed 30 s after {after} ({first}); running redis-cli --cluster fix");
+    actions.count("repair (--cluster fix)");
+    if let Some((i, node)) = cluster
+        .nodes()
+        .into_iter()
+        .enumerate()
+        .find(|(_, n)| n.pid.is_some())
+    {
+        let target = format!("127.0.0.1:{}", node.port);
+        let _ = cluster.cli(i, &["--cluster", "fix", &target, "--cluster-yes"]);
+    }
     cluster
         .wait_healthy(Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("the cluster did not heal after {after}: {e}"));
@@ -160,12 +179,12 @@ fn run(duration: Duration) {
     while started.elapsed() < duration {
         let what = one_fault(&mut cluster, &mut rng);
         actions.count(what);
-        healthy(&cluster, what);
+        healthy(&cluster, what, &mut actions);
         thread::sleep(rng.millis(200, 1000));
     }
     let chaos = started.elapsed();
     let reports = load.stop(Duration::from_secs(15));
-    healthy(&cluster, "the run");
+    healthy(&cluster, "the run", &mut actions);
 
     let (tally, ledger, calls) = totals(&reports);
     let accounted = metrics_outcomes(&client, calls, Duration::from_secs(10));
