@@ -55,6 +55,21 @@
 //! sent with [`Client::commit_cmd`] (`INCR`, `LPUSH`, `XADD` with `*`) can then be applied
 //! twice. An op that never reached a socket (its connect failed) is always safe to resend.
 //!
+//! # Known limits
+//!
+//! - **Isolation across a straddling shard.** Writers are per master, but a logical shard is a
+//!   fixed slot range, and where a master's slot range ends inside it, the shard's ring is
+//!   drained by the writer of the master that serves its *first* slot. If that master stalls,
+//!   the other master's keys in that one shard wait with it (every other shard keeps flowing).
+//!   With 3 masters and 64 shards that is 2 of 64 shards. Hash-tag hot keys onto shards that
+//!   lie within one master, or use `total_shards` that align with the masters' ranges.
+//! - **The async commit has no timer.** [`CommitFuture`] resolves with `DeadlineExceeded` when
+//!   the writer reaches the op or when it is polled after the deadline; wrap it in your
+//!   runtime's timeout for a tighter bound.
+//! - **Blocking commits and many threads.** [`Client::commit`] parks its thread until the reply;
+//!   with far more caller threads than cores, the wake-up per commit dominates (about 10 µs of
+//!   CPU per commit on 2 cores). Prefer [`Client::commit_async`] at high concurrency.
+//!
 //! # Example
 //!
 //! ```no_run
