@@ -37,7 +37,7 @@ pub use crate::crc16::crc16;
 #[doc(hidden)]
 pub use crate::crc16::paths as crc16_paths;
 pub use crate::redirect::{Redirect, RedirectError, RedirectKind};
-pub use crate::resp::{parse_resp, RespError, Value, MAX_DEPTH};
+pub use crate::resp::{parse_resp, write_command, RespError, Value, MAX_DEPTH};
 pub use crate::shards::{ShardCountError, ShardMap};
 #[doc(hidden)]
 pub use crate::slot::key_slot_reference;

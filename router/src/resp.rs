@@ -80,16 +80,6 @@ impl Value {
     /// assert_eq!(parse_resp(&out).unwrap(), (v, out.len()));
     /// ```
     pub fn write_resp(&self, out: &mut Vec<u8>) {
-        fn line(out: &mut Vec<u8>, tag: u8, text: &str) {
-            out.push(tag);
-            out.extend_from_slice(text.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        fn blob(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
-            line(out, tag, &bytes.len().to_string());
-            out.extend_from_slice(bytes);
-            out.extend_from_slice(b"\r\n");
-        }
         let multi_line = |s: &str| s.bytes().any(|b| b == b'\r' || b == b'\n');
         match self {
             Value::Nil => out.extend_from_slice(b"_\r\n"),
@@ -114,6 +104,36 @@ impl Value {
             }
         }
     }
+}
+
+/// Appends one command, `args` as a RESP array of bulk strings (what a client sends), to `out`.
+///
+/// # Examples
+///
+/// ```
+/// let mut out = Vec::new();
+/// slotline_router::write_command(&mut out, &[b"CLUSTER", b"KEYSLOT", b"foo"]);
+/// assert_eq!(out, b"*3\r\n$7\r\nCLUSTER\r\n$7\r\nKEYSLOT\r\n$3\r\nfoo\r\n");
+/// ```
+pub fn write_command(out: &mut Vec<u8>, args: &[&[u8]]) {
+    line(out, b'*', &args.len().to_string());
+    for arg in args {
+        blob(out, b'$', arg);
+    }
+}
+
+/// Appends `tag`, `text` and CRLF.
+fn line(out: &mut Vec<u8>, tag: u8, text: &str) {
+    out.push(tag);
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a length-prefixed blob (`$` bulk string or `!` blob error).
+fn blob(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+    line(out, tag, &bytes.len().to_string());
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Why [`parse_resp`] rejected its input. Offsets count bytes from the start of the input.

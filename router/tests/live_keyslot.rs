@@ -9,7 +9,7 @@ use std::io::{BufReader, Write};
 
 use rand::{Rng, SeedableRng};
 use slotline_router::{key_slot, parse_resp, Addr, NodeMap, Role, Slot, SlotRange};
-use support::{encode, read_ints, roundtrip, Node};
+use support::{read_ints, roundtrip, Node};
 
 /// Keys that stress the hash-tag rule: braces in every arrangement, any bytes, lengths up to
 /// a few KiB.
@@ -50,7 +50,7 @@ fn key_slot_agrees_with_cluster_keyslot_on_random_keys() {
         let keys: Vec<Vec<u8>> = (0..batch).map(|_| random_key(&mut rng)).collect();
         let mut req = Vec::new();
         for k in &keys {
-            encode(&mut req, &[b"CLUSTER", b"KEYSLOT", k]);
+            slotline_router::write_command(&mut req, &[b"CLUSTER", b"KEYSLOT", k]);
         }
         writer.write_all(&req).expect("pipeline");
         let slots = read_ints(&mut reader, keys.len());

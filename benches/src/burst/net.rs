@@ -6,17 +6,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use slotline_router::{parse_resp, NodeMap, RespError, Value};
-
-/// Appends `args` to `out` as one RESP command (an array of bulk strings).
-pub fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-}
+use slotline_router::{parse_resp, write_command, NodeMap, RespError, Value};
 
 /// One connection, a receive buffer, and RESP decoding of replies.
 #[derive(Debug)]
@@ -54,7 +44,7 @@ impl RawConn {
     /// I/O errors, and malformed replies as `InvalidData`.
     pub fn query(&mut self, args: &[&[u8]]) -> io::Result<Value> {
         let mut out = Vec::new();
-        encode(&mut out, args);
+        write_command(&mut out, args);
         self.stream.write_all(&out)?;
         self.read_value()
     }

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use slotline_router::{key_slot, NodeMap, Value};
 
-use super::net::{encode, RawConn};
+use super::net::RawConn;
 use super::replay::{seq_of, Outcome, PathRun};
 use super::trace::Trace;
 
@@ -75,7 +75,10 @@ pub fn read_back(map: &NodeMap, trace: &Trace, run: &PathRun) -> Result<ReadBack
         for chunk in keys.chunks(BATCH) {
             cmd.clear();
             for &k in chunk {
-                encode(&mut cmd, &[b"GET", trace.keys[k as usize].as_bytes()]);
+                slotline_router::write_command(
+                    &mut cmd,
+                    &[b"GET", trace.keys[k as usize].as_bytes()],
+                );
             }
             std::io::Write::write_all(&mut conn.stream, &cmd)
                 .map_err(|e| format!("{master}: {e}"))?;

@@ -33,7 +33,6 @@ use std::time::{Duration, Instant};
 
 use slotline_client::{Client, CommitError, CommitFuture};
 
-use super::net::encode;
 use super::sidecar::{kernel_queue_bytes, unix_us};
 use super::trace::Trace;
 
@@ -127,7 +126,17 @@ struct Schedule<'a> {
     offered: &'a AtomicUsize,
 }
 
-impl Schedule<'_> {
+impl<'a> Schedule<'a> {
+    /// A schedule for `trace` whose time zero is now.
+    fn new(trace: &'a Trace, offered: &'a AtomicUsize) -> Self {
+        Schedule {
+            trace,
+            start: Instant::now(),
+            next: AtomicUsize::new(0),
+            offered,
+        }
+    }
+
     fn now_us(&self) -> u64 {
         self.start.elapsed().as_micros() as u64
     }
@@ -329,12 +338,7 @@ pub fn replay_slotline(
     offered: &AtomicUsize,
 ) -> PathRun {
     let start_unix_us = unix_us();
-    let s = Schedule {
-        trace,
-        start: Instant::now(),
-        next: AtomicUsize::new(0),
-        offered,
-    };
+    let s = Schedule::new(trace, offered);
     let stop = AtomicBool::new(false);
     let (results, samples) = thread::scope(|scope| {
         let sampler = scope.spawn(|| {
@@ -401,12 +405,18 @@ fn collect(
     }
 }
 
+/// Writes one sidecar caller may have sent and not seen answered yet.
+const MAX_UNANSWERED: usize = 16_384;
+
 /// One sidecar caller thread: its own connection; writes on time, a reader matches replies.
 fn sidecar_caller(s: &Schedule<'_>, addr: &str) -> Result<CallerResult, String> {
     let stream = TcpStream::connect(addr).map_err(|e| format!("sidecar {addr}: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let read_half = stream.try_clone().map_err(|e| e.to_string())?;
-    let (tx, rx) = mpsc::channel::<(usize, u64)>();
+    // Writes sent and not yet answered, in order, for the reader to match. Bounded like
+    // everything else: past this many unanswered writes the caller waits (and that wait counts
+    // in its latency, which runs from the scheduled time).
+    let (tx, rx) = mpsc::sync_channel::<(usize, u64)>(MAX_UNANSWERED);
     let mut writer = stream;
     thread::scope(|scope| {
         let reader = scope.spawn(move || {
@@ -448,7 +458,10 @@ fn sidecar_caller(s: &Schedule<'_>, addr: &str) -> Result<CallerResult, String> 
             let now = s.wait_until(e.t_us);
             payload(i as u64, e.bytes, &mut value);
             cmd.clear();
-            encode(&mut cmd, &[b"SET", s.trace.key_of(&e).as_bytes(), &value]);
+            slotline_router::write_command(
+                &mut cmd,
+                &[b"SET", s.trace.key_of(&e).as_bytes(), &value],
+            );
             tx.send((i, now)).expect("reader alive");
             s.offered.fetch_add(1, Ordering::Relaxed);
             if writer.write_all(&cmd).is_err() {
@@ -473,12 +486,7 @@ pub fn replay_sidecar(
     offered: &AtomicUsize,
 ) -> Result<PathRun, String> {
     let start_unix_us = unix_us();
-    let s = Schedule {
-        trace,
-        start: Instant::now(),
-        next: AtomicUsize::new(0),
-        offered,
-    };
+    let s = Schedule::new(trace, offered);
     let results = thread::scope(|scope| {
         let handles: Vec<_> = (0..callers)
             .map(|_| scope.spawn(|| sidecar_caller(&s, addr)))

@@ -93,20 +93,10 @@ impl Drop for Node {
     }
 }
 
-/// Encodes one command as a RESP array of bulk strings.
-pub fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
 /// Sends one command and returns the whole raw reply (read until it parses completely).
 pub fn roundtrip(conn: &mut TcpStream, args: &[&[u8]]) -> Vec<u8> {
     let mut req = Vec::new();
-    encode(&mut req, args);
+    slotline_router::write_command(&mut req, args);
     conn.write_all(&req).expect("write command");
     let mut buf = Vec::new();
     let mut chunk = [0u8; 65536];
