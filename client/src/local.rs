@@ -1103,6 +1103,22 @@ impl LocalCluster {
             .collect()
     }
 
+    /// The indices (for [`LocalCluster::cli`], [`LocalCluster::pause_node`], ...) of the nodes
+    /// started as masters. A failover can change their roles since; see
+    /// [`LocalCluster::live_role`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use slotline_client::local::LocalCluster;
+    /// let c = LocalCluster::start()?;
+    /// assert_eq!(c.master_indices(), 0..3);
+    /// # Ok::<(), slotline_client::local::LocalError>(())
+    /// ```
+    pub fn master_indices(&self) -> std::ops::Range<usize> {
+        0..self.masters
+    }
+
     /// A [`Config`] (defaults otherwise) whose `nodes` are this cluster's nodes, whose
     /// `auth.password` is its `requirepass`, if any, and whose `tls` section is
     /// [`TlsFiles::client_settings`] for a TLS cluster.

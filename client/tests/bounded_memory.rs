@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use slotline_client::config::FallbackStrategy;
-use slotline_client::local::{LocalCluster, Role};
+use slotline_client::local::LocalCluster;
 use slotline_client::{Client, CommitError};
 
 mod fault_support;
@@ -61,13 +61,7 @@ fn memory_stays_flat_while_paused_masters_push_back() {
 
     // Let the load settle, then pause writes on every master for 3 s.
     thread::sleep(Duration::from_millis(500));
-    let masters: Vec<usize> = cluster
-        .nodes()
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| n.role == Role::Master)
-        .map(|(i, _)| i)
-        .collect();
+    let masters: Vec<usize> = cluster.master_indices().collect();
     for &i in &masters {
         let reply = cluster
             .query(i, redis::cmd("CLIENT").arg("PAUSE").arg(3000).arg("WRITE"))

@@ -174,13 +174,7 @@ fn wait_for_one_replica_succeeds_and_for_more_than_exist_falls_short() {
 
 /// Pauses (SIGSTOP) every master, runs `f`, and resumes them even if `f` panicked.
 fn with_masters_paused<T>(cluster: &LocalCluster, f: impl FnOnce() -> T) -> T {
-    let masters: Vec<usize> = cluster
-        .nodes()
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| n.role == slotline_client::local::Role::Master)
-        .map(|(i, _)| i)
-        .collect();
+    let masters: Vec<usize> = cluster.master_indices().collect();
     for &i in &masters {
         cluster.pause_node(i).expect("SIGSTOP a master");
     }

@@ -2,7 +2,7 @@
 //! `CLUSTER SETSLOT ... IMPORTING/MIGRATING`, `MIGRATE`, then `SETSLOT ... NODE`.
 #![cfg(not(feature = "loom"))]
 
-use slotline_client::local::{LocalCluster, Role};
+use slotline_client::local::LocalCluster;
 use slotline_client::Client;
 use slotline_router::key_slot;
 
@@ -23,13 +23,7 @@ fn ok(cluster: &LocalCluster, node: usize, cmd: &redis::Cmd) {
 
 /// Node index of the master owning `slot`, and of another master.
 fn source_and_target(cluster: &LocalCluster, slot: u16) -> (usize, usize) {
-    let masters: Vec<usize> = cluster
-        .nodes()
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| n.role == Role::Master)
-        .map(|(i, _)| i)
-        .collect();
+    let masters: Vec<usize> = cluster.master_indices().collect();
     let owns = |i: usize| {
         let reply = cluster
             .query(i, redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot))
@@ -123,18 +117,16 @@ fn ask_during_migration_and_moved_after_it_are_followed() {
     );
 
     // Finish the migration on every master: the source now answers MOVED.
-    for (i, n) in cluster.nodes().iter().enumerate() {
-        if n.role == Role::Master {
-            ok(
-                &cluster,
-                i,
-                redis::cmd("CLUSTER")
-                    .arg("SETSLOT")
-                    .arg(slot)
-                    .arg("NODE")
-                    .arg(&dst_id),
-            );
-        }
+    for i in cluster.master_indices() {
+        ok(
+            &cluster,
+            i,
+            redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg("NODE")
+                .arg(&dst_id),
+        );
     }
     client
         .commit(b"{mig}a", b"after")
