@@ -1,59 +1,29 @@
-//! [`Client`]: route a write to its shard's ring, apply backpressure, wait for the ACK.
+//! [`Client`]: route a write to its master's queue, apply backpressure, wait for the ACK.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use slotline_ring::{Full, Ring};
+use slotline_ring::Full;
 use slotline_router::ShardMap;
 
-use crate::cluster::Topology;
 use crate::config::{Config, FallbackStrategy};
 use crate::conn::ConnOptions;
+use crate::engine::io::WAKER;
+use crate::engine::{Notifier, Shared, CLOSING, RUNNING};
 use crate::error::{CommitError, Error};
-use crate::metrics::{Metrics, MetricsSnapshot, RingFill, ShardMetrics};
+use crate::metrics::{Metrics, MetricsSnapshot, RingFill};
 use crate::op::{CommitResult, Completion, Op, OpError};
-use crate::writer::{Parking, Writer};
-
-/// What the client and its writers share.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) conn_opts: ConnOptions,
-    pub(crate) shards: ShardMap,
-    /// One ring of pending ops per logical shard, each `ring_buffer_capacity` long.
-    pub(crate) rings: Box<[Ring<Op>]>,
-    /// Pushes stop at this many pending ops per ring (the backpressure line).
-    pub(crate) limit: usize,
-    pub(crate) topology: Topology,
-    pub(crate) parking: Box<[Parking]>,
-    pub(crate) metrics: Metrics,
-    pub(crate) closed: AtomicBool,
-}
-
-impl Shared {
-    /// The metrics of `shard` (always in range: shards come from `self.shards`).
-    pub(crate) fn shard_metrics(&self, shard: usize) -> &ShardMetrics {
-        self.metrics
-            .shard(shard)
-            .expect("one ShardMetrics per ring, created together")
-    }
-
-    /// Counts an outcome that never reached a ring (rejected, timed out while blocked, ...).
-    fn record_refusal(&self, shard: usize, outcome: CommitError) -> CommitError {
-        self.shard_metrics(shard)
-            .record_outcome(&Err(outcome.clone()));
-        outcome
-    }
-}
+use crate::route::{QueueSizing, Routes};
 
 /// A bounded, ACK-committing Redis Cluster writer. See the [crate docs](crate).
 ///
-/// Cloning is not offered; share a `Client` by reference or in an [`Arc`]. Dropping it stops
-/// its writer threads; writes still queued complete with [`CommitError::Closed`].
+/// Cloning is not offered; share a `Client` by reference or in an [`Arc`]. Dropping it is
+/// [`Client::close`].
 ///
 /// # Examples
 ///
@@ -67,27 +37,29 @@ impl Shared {
 /// ```
 pub struct Client {
     shared: Arc<Shared>,
-    writers: Vec<JoinHandle<()>>,
+    io_threads: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("shards", &self.shared.rings.len())
-            .field("writers", &self.writers.len())
-            .field("topology", &self.shared.topology.snapshot())
+            .field("io_threads", &self.io_threads.len())
+            .field("routes", &*self.shared.routes.load())
             .finish_non_exhaustive()
     }
 }
 
 impl Client {
-    /// Validates `config`, reads the cluster's topology through `config.nodes`, allocates every
-    /// ring, and starts one writer thread per master.
+    /// Validates `config`, reads the cluster's topology through `config.nodes`, creates one
+    /// bounded queue per master, and starts the I/O threads (`redis_pool.io_threads`) and the
+    /// refresh thread. Connections to the masters are opened by the I/O threads when the first
+    /// write for each arrives.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] for an invalid configuration (no seed nodes included);
-    /// [`Error::NoReachableNode`] when no seed answered with a usable topology.
+    /// [`Error::NoReachableNode`] when no seed answered with a usable topology;
+    /// [`Error::Io`] if a thread or a poller cannot be created.
     ///
     /// # Examples
     ///
@@ -111,43 +83,50 @@ impl Client {
         let shards = ShardMap::new(config.shard_config.total_shards as usize)
             .map_err(|e| Error::Topology(e.to_string()))?;
         let conn_opts = ConnOptions::from_config(&config);
-        let topology = Topology::connect(config.nodes.clone(), conn_opts.clone(), shards)?;
-        let capacity = config.shard_config.ring_buffer_capacity;
-        let limit = if config.backpressure.enabled {
-            config.backpressure_limit()
-        } else {
-            capacity
+        let map = crate::refresh::fetch(config.nodes.iter().cloned(), &conn_opts)?;
+        let io_threads = 1;
+        let routes = Routes::new(map, QueueSizing::from_config(&config, io_threads));
+        let io_err = |what: &str, source| Error::Io {
+            addr: what.to_owned(),
+            source,
         };
-        let writers = topology.writers();
+        let mut polls = Vec::with_capacity(io_threads);
+        let mut notifiers = Vec::with_capacity(io_threads);
+        for _ in 0..io_threads {
+            let poll = mio::Poll::new().map_err(|e| io_err("I/O poller", e))?;
+            let waker =
+                mio::Waker::new(poll.registry(), WAKER).map_err(|e| io_err("I/O poller", e))?;
+            notifiers.push(Notifier::new(waker));
+            polls.push(poll);
+        }
         let shared = Arc::new(Shared {
-            rings: (0..shards.shard_count())
-                .map(|_| Ring::new(capacity))
-                .collect(),
-            limit,
-            parking: (0..writers).map(|_| Parking::default()).collect(),
             metrics: Metrics::new(shards.shard_count()),
-            closed: AtomicBool::new(false),
-            topology,
+            notifiers: notifiers.into_boxed_slice(),
+            state: AtomicU8::new(RUNNING),
+            inject_panic: AtomicBool::new(false),
+            routes,
             shards,
             conn_opts,
             config,
         });
-        let mut handles = Vec::with_capacity(writers);
-        for id in 0..writers {
-            let writer = Writer::new(id, Arc::clone(&shared));
+        let mut client = Client {
+            shared: Arc::clone(&shared),
+            io_threads: Vec::with_capacity(io_threads),
+        };
+        for (id, poll) in polls.into_iter().enumerate() {
+            let shared = Arc::clone(&shared);
             let handle = thread::Builder::new()
-                .name(format!("slotline-writer-{id}"))
-                .spawn(move || writer.run())
-                .map_err(|source| Error::Io {
-                    addr: "writer thread".to_owned(),
-                    source,
-                })?;
-            handles.push(handle);
+                .name(format!("slotline-io-{id}"))
+                .spawn(move || crate::engine::io::run(id, shared, poll))
+                .map_err(|e| io_err("I/O thread", e))?;
+            client.io_threads.push(handle);
         }
-        Ok(Client {
-            shared,
-            writers: handles,
-        })
+        let refresh = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("slotline-refresh".to_owned())
+            .spawn(move || crate::refresh::run(refresh))
+            .map_err(|e| io_err("refresh thread", e))?;
+        Ok(client)
     }
 
     /// Writes `SET key value` and returns once the slot's master replied (and, with
@@ -222,7 +201,8 @@ impl Client {
         }
     }
 
-    /// Counters, fill levels and latency percentiles, per shard and in total.
+    /// Counters and latency percentiles per logical shard and in total, the fill of the
+    /// masters' queues (in the total), and whether the client is dead.
     ///
     /// # Examples
     ///
@@ -232,20 +212,59 @@ impl Client {
     /// println!("{}", metrics.to_prometheus());
     /// ```
     pub fn metrics(&self) -> MetricsSnapshot {
-        let rings = &self.shared.rings;
-        self.shared.metrics.snapshot_with_rings(|i| {
-            rings.get(i).map(|ring| RingFill {
-                len: ring.len(),
-                capacity: ring.capacity(),
-            })
-        })
+        let mut snapshot = self.shared.metrics.snapshot();
+        let table = self.shared.routes.load();
+        let mut fill = RingFill::default();
+        for queue in &table.masters {
+            fill.len += queue.ring.len();
+            fill.capacity += queue.ring.capacity();
+        }
+        snapshot.total.ring = Some(fill);
+        snapshot
+    }
+
+    /// Stops the client: new calls fail with [`CommitError::Closed`], writes still queued
+    /// fail with it too, and writes already sent get a short grace (200 ms) for their replies
+    /// before they fail with [`CommitError::ConnectionLost`]. Returns once the I/O threads
+    /// have stopped, so it blocks for at most that grace plus a little. Dropping the client
+    /// does the same.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let client: slotline_client::Client = unimplemented!();
+    /// client.close();
+    /// ```
+    pub fn close(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.shared.state.compare_exchange(
+            RUNNING,
+            CLOSING,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+        self.shared.wake_all();
+        for handle in self.io_threads.drain(..) {
+            let _ = handle.join();
+        }
+    }
+
+    /// Makes one I/O thread panic, to test that the client fails every write cleanly when
+    /// one does. Not part of the supported API.
+    #[doc(hidden)]
+    pub fn inject_io_panic(&self) {
+        self.shared.inject_panic.store(true, Ordering::SeqCst);
+        self.shared.wake_all();
     }
 
     fn deadline(&self) -> Instant {
         Instant::now() + self.shared.config.commit.timeout
     }
 
-    /// Pushes `op` into its shard's ring by the configured policy, blocking under `block`.
+    /// Pushes `op` into its master's queue by the configured policy, blocking under `block`.
     fn submit_blocking(&self, op: Op) -> Result<(), CommitError> {
         let mut op = op;
         let mut spins = 0u32;
@@ -254,13 +273,11 @@ impl Client {
                 Ok(()) => return Ok(()),
                 Err(Submit::Full(back)) => {
                     if Instant::now() >= back.deadline() {
-                        let shard = self.shared.shards.shard_of(back.slot());
-                        return Err(self.shared.record_refusal(
-                            shard,
-                            CommitError::DeadlineExceeded {
-                                may_have_been_applied: false,
-                            },
-                        ));
+                        let err = CommitError::DeadlineExceeded {
+                            may_have_been_applied: false,
+                        };
+                        self.shared.record(&back, &Err(err.clone()));
+                        return Err(err);
                     }
                     op = back;
                     pause(&mut spins);
@@ -273,13 +290,7 @@ impl Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        self.shared.closed.store(true, Ordering::Release);
-        for parking in self.shared.parking.iter() {
-            parking.wake_now();
-        }
-        for handle in self.writers.drain(..) {
-            let _ = handle.join();
-        }
+        self.stop();
     }
 }
 
@@ -293,41 +304,73 @@ enum Submit {
 
 /// One attempt to queue `op` under the configured backpressure policy.
 fn submit(shared: &Shared, op: Op) -> Result<(), Submit> {
-    if shared.closed.load(Ordering::Acquire) {
-        return Err(Submit::Refused(CommitError::Closed));
+    let state = shared.state();
+    if state != RUNNING {
+        return Err(Submit::Refused(shared.stopped_error(state, false)));
     }
-    let shard = shared.shards.shard_of(op.slot());
-    let ring = &shared.rings[shard];
+    // The caller holds the table while it pushes: a retired queue is dropped only once no
+    // table, and so no caller, refers to it.
+    let table = shared.routes.load();
+    let queue = table.queue(op.slot());
+    let bytes = op.charge();
+    if bytes > queue.byte_limit {
+        let err = CommitError::TooLarge {
+            bytes,
+            limit: queue.byte_limit,
+        };
+        shared.record(&op, &Err(err.clone()));
+        return Err(Submit::Refused(err));
+    }
     let mut op = op;
     loop {
-        match ring.try_push_below(op, shared.limit) {
-            Ok(()) => {
-                shared.parking[shared.topology.owner(shard)].wake();
-                return Ok(());
+        if queue.try_charge(bytes) {
+            match queue.ring.try_push_below(op, queue.limit) {
+                Ok(()) => {
+                    // See the engine docs: either the I/O thread sees the op, or we see that
+                    // the client stopped and empty the queue ourselves.
+                    fence(Ordering::SeqCst);
+                    let state = shared.state();
+                    if state != RUNNING {
+                        shared.drain_stopped(queue, state);
+                    } else {
+                        shared.notify(queue.io);
+                    }
+                    return Ok(());
+                }
+                Err(Full(back)) => {
+                    queue.release(bytes);
+                    op = back;
+                }
             }
-            Err(Full(back)) => op = back,
         }
         match shared.config.backpressure.fallback_strategy {
             FallbackStrategy::Reject => {
-                return Err(Submit::Refused(
-                    shared.record_refusal(shard, CommitError::Rejected),
-                ));
+                let err = CommitError::Rejected;
+                shared.record(&op, &Err(err.clone()));
+                return Err(Submit::Refused(err));
             }
             FallbackStrategy::Block => return Err(Submit::Full(op)),
             FallbackStrategy::DropOldest => {
-                // Evict the oldest pending op (its caller gets `Dropped`), then retry. Another
+                // Evict the oldest queued op (its caller gets `Dropped`), then retry. Another
                 // producer may take the freed place first; the loop is bounded by the deadline.
-                if let Some(oldest) = ring.try_pop() {
-                    let dropped = shared.record_refusal(shard, CommitError::Dropped);
-                    oldest.complete(Err(dropped));
+                match queue.ring.try_pop() {
+                    Some(oldest) => {
+                        shared.finish(queue, oldest, Err(CommitError::Dropped));
+                    }
+                    None if queue.ring.is_empty() => {
+                        // Nothing queued to evict: the budget is held by writes in flight.
+                        let err = CommitError::Rejected;
+                        shared.record(&op, &Err(err.clone()));
+                        return Err(Submit::Refused(err));
+                    }
+                    None => {}
                 }
                 if Instant::now() >= op.deadline() {
-                    return Err(Submit::Refused(shared.record_refusal(
-                        shard,
-                        CommitError::DeadlineExceeded {
-                            may_have_been_applied: false,
-                        },
-                    )));
+                    let err = CommitError::DeadlineExceeded {
+                        may_have_been_applied: false,
+                    };
+                    shared.record(&op, &Err(err.clone()));
+                    return Err(Submit::Refused(err));
                 }
             }
         }

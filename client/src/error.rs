@@ -224,6 +224,27 @@ pub enum CommitError {
     },
     /// The client was shut down before the write was sent.
     Closed,
+    /// The master applied the write (its reply was read), but the connection failed before
+    /// the `WAIT` after it answered: how many replicas have it is unknown. The write is in
+    /// Redis and is never sent again.
+    ReplicationUnconfirmed {
+        /// Replicas asked for (`ack.replicas`).
+        wanted: u32,
+    },
+    /// The write is larger than its master's whole byte budget
+    /// (`backpressure.max_pending_bytes`), so it can never be queued. Never sent.
+    TooLarge {
+        /// The write's size in bytes (its RESP encoding).
+        bytes: u64,
+        /// The budget it exceeds.
+        limit: u64,
+    },
+    /// One of the client's I/O threads panicked: the client fails every pending and every
+    /// later write with this error. Never sent, unless `may_have_been_applied` says so.
+    ClientDead {
+        /// True if the write may have been written to a socket before the failure.
+        may_have_been_applied: bool,
+    },
 }
 
 impl CommitError {
@@ -248,11 +269,16 @@ impl CommitError {
             }
             | CommitError::ConnectionLost {
                 may_have_been_applied,
+            }
+            | CommitError::ClientDead {
+                may_have_been_applied,
             } => *may_have_been_applied,
-            CommitError::ReplicationShortfall { .. } => true,
+            CommitError::ReplicationShortfall { .. }
+            | CommitError::ReplicationUnconfirmed { .. } => true,
             CommitError::Rejected
             | CommitError::Dropped
             | CommitError::Server { .. }
+            | CommitError::TooLarge { .. }
             | CommitError::Closed => false,
         }
     }
@@ -289,7 +315,11 @@ impl CommitError {
                     "TRYAGAIN" | "CLUSTERDOWN" | "LOADING" | "MASTERDOWN" | "READONLY"
                 )
             }
-            CommitError::ReplicationShortfall { .. } | CommitError::Closed => false,
+            CommitError::ReplicationShortfall { .. }
+            | CommitError::ReplicationUnconfirmed { .. }
+            | CommitError::TooLarge { .. }
+            | CommitError::ClientDead { .. }
+            | CommitError::Closed => false,
         }
     }
 }
@@ -332,6 +362,23 @@ impl fmt::Display for CommitError {
             CommitError::Closed => {
                 f.write_str("the client was shut down before the write was sent")
             }
+            CommitError::ReplicationUnconfirmed { wanted } => write!(
+                f,
+                "write applied on the master, but the connection failed before WAIT reported \
+                 how many of {wanted} replicas have it"
+            ),
+            CommitError::TooLarge { bytes, limit } => write!(
+                f,
+                "write of {bytes} bytes is larger than its master's whole budget of {limit} \
+                 bytes (backpressure.max_pending_bytes)"
+            ),
+            CommitError::ClientDead {
+                may_have_been_applied,
+            } => write!(
+                f,
+                "the client's I/O thread failed; {}",
+                applied(*may_have_been_applied)
+            ),
         }
     }
 }

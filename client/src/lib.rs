@@ -115,21 +115,22 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod client;
-mod cluster;
 pub mod config;
 pub mod conn;
+mod engine;
 pub mod error;
 #[cfg(feature = "local-cluster")]
 pub mod local;
 pub mod metrics;
 pub mod op;
-mod writer;
+mod refresh;
+mod route;
 
 pub use client::{Client, CommitFuture};
-pub use cluster::{MAX_WRITERS, REFRESH_INTERVAL};
 pub use config::{Config, ConfigError, NodeAddr};
 pub use conn::tls::{TlsConnector, TlsError};
 pub use conn::{Conn, ConnOptions};
+pub use engine::REFRESH_INTERVAL;
 pub use error::{CommitError, Error};
 #[cfg(feature = "local-cluster")]
 pub use local::{LocalCluster, LocalServer};

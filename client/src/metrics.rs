@@ -71,6 +71,8 @@ fn micros(d: Duration) -> u64 {
 /// ```
 #[derive(Debug)]
 pub struct Metrics {
+    /// Set when an I/O thread panicked (the client fails every write from then on).
+    dead: std::sync::atomic::AtomicBool,
     shards: Box<[ShardMetrics]>,
 }
 
@@ -85,8 +87,24 @@ impl Metrics {
     /// ```
     pub fn new(shards: usize) -> Metrics {
         Metrics {
+            dead: std::sync::atomic::AtomicBool::new(false),
             shards: (0..shards).map(|_| ShardMetrics::new()).collect(),
         }
+    }
+
+    /// Records that an I/O thread panicked: [`MetricsSnapshot::client_dead`] is true from now
+    /// on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use slotline_client::metrics::Metrics;
+    /// let m = Metrics::new(1);
+    /// m.mark_dead();
+    /// assert!(m.snapshot().client_dead);
+    /// ```
+    pub fn mark_dead(&self) {
+        self.dead.store(true, Ordering::Relaxed);
     }
 
     /// Number of shards.
@@ -171,7 +189,11 @@ impl Metrics {
         for s in &shards {
             total.accumulate(s);
         }
-        MetricsSnapshot { shards, total }
+        MetricsSnapshot {
+            shards,
+            total,
+            client_dead: self.dead.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -253,13 +275,16 @@ impl ShardMetrics {
     pub fn record_outcome(&self, outcome: &Result<(), CommitError>) {
         let counter = match outcome {
             Ok(()) => &self.commits,
-            Err(CommitError::Rejected) => &self.rejections,
+            Err(CommitError::Rejected | CommitError::TooLarge { .. }) => &self.rejections,
             Err(CommitError::Dropped) => &self.drops,
             Err(CommitError::DeadlineExceeded { .. }) => &self.timeouts,
             Err(CommitError::Server { .. }) => &self.server_errors,
-            Err(CommitError::ReplicationShortfall { .. }) => &self.replication_shortfall,
+            Err(
+                CommitError::ReplicationShortfall { .. }
+                | CommitError::ReplicationUnconfirmed { .. },
+            ) => &self.replication_shortfall,
             Err(CommitError::ConnectionLost { .. }) => &self.connection_lost,
-            Err(CommitError::Closed) => &self.closed,
+            Err(CommitError::Closed | CommitError::ClientDead { .. }) => &self.closed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -587,6 +612,8 @@ pub struct MetricsSnapshot {
     pub shards: Vec<ShardSnapshot>,
     /// All shards together (latency percentiles over all recorded latencies).
     pub total: ShardSnapshot,
+    /// An I/O thread panicked: the client fails every write (`CommitError::ClientDead`).
+    pub client_dead: bool,
 }
 
 impl MetricsSnapshot {

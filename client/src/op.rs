@@ -171,6 +171,15 @@ pub struct Op {
     created: Instant,
     deadline: Instant,
     cell: Arc<Cell>,
+    /// Whether sending it again after a lost connection is harmless (`SET` from
+    /// `Client::commit`): see the crate docs on retries.
+    pub(crate) resend_safe: bool,
+    /// Send `ASKING` before it (an `ASK` redirect brought it to this master's queue).
+    pub(crate) asking: bool,
+    /// A connection failed after the op was wholly written: it may be in Redis.
+    pub(crate) maybe_applied: bool,
+    /// Resends so far (for the backoff).
+    pub(crate) attempts: u32,
 }
 
 /// A command that cannot become an [`Op`].
@@ -257,7 +266,9 @@ impl Op {
         push_bulk(&mut packed, key);
         let key_start = packed.len() - key.len() - 2;
         push_bulk(&mut packed, value);
-        Op::assemble(packed, key_start..key_start + key.len(), deadline)
+        let (mut op, completion) = Op::assemble(packed, key_start..key_start + key.len(), deadline);
+        op.resend_safe = true;
+        (op, completion)
     }
 
     /// An op from a command already packed as RESP (an array of bulk strings), with its key at
@@ -306,6 +317,10 @@ impl Op {
             created: Instant::now(),
             deadline,
             cell,
+            resend_safe: false,
+            asking: false,
+            maybe_applied: false,
+            attempts: 0,
         };
         (op, completion)
     }
@@ -322,6 +337,11 @@ impl Op {
     /// ```
     pub fn packed(&self) -> &[u8] {
         &self.packed
+    }
+
+    /// The bytes this op is charged for against its master's byte budget: its RESP encoding.
+    pub(crate) fn charge(&self) -> u64 {
+        self.packed.len() as u64
     }
 
     /// The key's bytes.

@@ -320,6 +320,24 @@ impl TlsConnector {
         &self.settings
     }
 
+    /// A new rustls client session for the node at `host` (checked against `server_name`
+    /// when set), for a connection that drives the handshake itself (non-blocking I/O).
+    pub(crate) fn client_connection(
+        &self,
+        host: &str,
+        addr: &str,
+    ) -> Result<ClientConnection, Error> {
+        let client = self.client.clone().map_err(|e| e.into_error(addr))?;
+        let name = self.settings.server_name.as_deref().unwrap_or(host);
+        let server_name = parse_server_name(name).map_err(|e| e.into_error(addr))?;
+        ClientConnection::new(client, server_name).map_err(|e| {
+            TlsError::Handshake {
+                reason: e.to_string(),
+            }
+            .into_error(addr)
+        })
+    }
+
     /// Runs the handshake with the node at `host` over `tcp`, within `timeout`.
     ///
     /// On success the socket's timeouts are left at whatever the last step set; the caller

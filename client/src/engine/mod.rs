@@ -1,0 +1,190 @@
+//! The engine: a few I/O threads, each an event loop over the connections of the masters it
+//! serves, and a refresh thread that keeps the slot table current.
+//!
+//! # Threads
+//!
+//! `redis_pool.io_threads` I/O threads (derived from the machine by default, never from the
+//! cluster's size) and one refresh thread: a client adds `io_threads + 1` threads whether the
+//! cluster has 3 masters or 300. Each master is served by one I/O thread (assigned round-robin
+//! when the master first appears); an I/O thread serves many masters, and since every socket
+//! is non-blocking (`mio`), a master that stalls holds only its own connection and queue.
+//!
+//! # One turn of an I/O thread
+//!
+//! 1. Pick up a new slot table if one was installed: start a link for each new master of
+//!    this thread, retire the links of masters that left.
+//! 2. Drive every link ([`link`]): connect if needed; take queued ops while the connection
+//!    has fewer than `batching.pipeline_depth` batches in flight, up to the batch cap each,
+//!    re-routing ops whose slot moved; write; resolve every op whose deadline passed.
+//! 3. Sleep in `poll` until a socket is ready, a caller pushes into a queue of this thread
+//!    (which wakes the poller only if the thread is about to sleep), or the earliest
+//!    deadline, retry or reconnect time of its links.
+//! 4. Read replies as they arrive and complete their ops.
+//!
+//! # Wake-ups without a system call per op
+//!
+//! A caller pushes, then (after a `SeqCst` fence) looks at the thread's `sleeping` flag and
+//! wakes its poller only if the flag is set. The thread sets the flag, fences, and looks at
+//! its queues once more before it sleeps: either the caller sees the flag or the thread sees
+//! the op. Under load the thread never sleeps and callers never make a system call.
+//!
+//! # Failure of an I/O thread
+//!
+//! A panic in an I/O thread is caught: the client turns *dead*, every thread fails what it
+//! holds and every queued op with [`CommitError::ClientDead`], every later call fails the
+//! same way, and [`MetricsSnapshot::client_dead`](crate::MetricsSnapshot::client_dead) says
+//! so. A caller that pushes while the client turns dead or closes looks at the state again
+//! after its push and, if it changed, empties that queue itself, so no op is stranded.
+
+pub(crate) mod io;
+pub(crate) mod link;
+pub(crate) mod transport;
+
+use std::sync::atomic::{fence, AtomicBool, AtomicU8, Ordering};
+use std::time::Duration;
+
+use slotline_router::ShardMap;
+
+use crate::config::Config;
+use crate::conn::ConnOptions;
+use crate::error::CommitError;
+use crate::metrics::Metrics;
+use crate::op::Op;
+use crate::route::{MasterQueue, Routes};
+
+/// The client accepts and processes writes.
+pub(crate) const RUNNING: u8 = 0;
+/// `close()` or drop: no new writes; queued ones fail with `Closed`.
+pub(crate) const CLOSING: u8 = 1;
+/// An I/O thread panicked: everything fails with `ClientDead`.
+pub(crate) const DEAD: u8 = 2;
+
+/// How long `close()` waits for replies to writes already sent before it fails them.
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_millis(200);
+
+/// Shortest time between two full topology refreshes.
+pub const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// What the client, its I/O threads and its refresh thread share.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) conn_opts: ConnOptions,
+    /// Logical shards: the metrics grouping.
+    pub(crate) shards: ShardMap,
+    pub(crate) routes: Routes,
+    /// One per I/O thread.
+    pub(crate) notifiers: Box<[Notifier]>,
+    pub(crate) metrics: Metrics,
+    /// [`RUNNING`], [`CLOSING`] or [`DEAD`].
+    pub(crate) state: AtomicU8,
+    /// A test hook: the I/O thread that sees it set panics.
+    pub(crate) inject_panic: AtomicBool,
+}
+
+impl Shared {
+    /// Pipelined batches one link may have in flight (`batching.pipeline_depth`).
+    pub(crate) fn pipeline_depth(&self) -> usize {
+        4
+    }
+
+    /// The client's state, `SeqCst` (it pairs with pushes, see the module docs).
+    pub(crate) fn state(&self) -> u8 {
+        self.state.load(Ordering::SeqCst)
+    }
+
+    /// The error an op gets when the client is not running.
+    pub(crate) fn stopped_error(&self, state: u8, sent: bool) -> CommitError {
+        if state == DEAD {
+            CommitError::ClientDead {
+                may_have_been_applied: sent,
+            }
+        } else if sent {
+            CommitError::ConnectionLost {
+                may_have_been_applied: true,
+            }
+        } else {
+            CommitError::Closed
+        }
+    }
+
+    /// Completes `op`, counting the outcome in its shard's metrics, and returns its byte
+    /// charge to `queue`.
+    pub(crate) fn finish(&self, queue: &MasterQueue, op: Op, outcome: Result<(), CommitError>) {
+        queue.release(op.charge());
+        self.record(&op, &outcome);
+        op.complete(outcome);
+    }
+
+    /// Counts `outcome` for `op`'s shard (not its latency: the I/O threads tally those).
+    pub(crate) fn record(&self, op: &Op, outcome: &Result<(), CommitError>) {
+        if let Some(m) = self.metrics.shard(self.shards.shard_of(op.slot())) {
+            m.record_outcome(outcome);
+        }
+    }
+
+    /// Empties `queue`'s ring, failing every op with the error for `state` (a caller that
+    /// pushed while the client stopped, or a stopping I/O thread).
+    pub(crate) fn drain_stopped(&self, queue: &MasterQueue, state: u8) {
+        while let Some(op) = queue.ring.try_pop() {
+            let err = self.stopped_error(state, false);
+            self.finish(queue, op, Err(err));
+        }
+    }
+
+    /// Wakes I/O thread `io` if it is asleep or about to sleep (after a push into one of its
+    /// queues).
+    #[inline]
+    pub(crate) fn notify(&self, io: usize) {
+        if let Some(n) = self.notifiers.get(io) {
+            n.notify();
+        }
+    }
+
+    /// Wakes every I/O thread (close, death).
+    pub(crate) fn wake_all(&self) {
+        for n in self.notifiers.iter() {
+            n.wake_now();
+        }
+    }
+}
+
+/// How callers wake one I/O thread.
+pub(crate) struct Notifier {
+    waker: mio::Waker,
+    /// Set while the thread is (about to be) asleep in `poll`.
+    sleeping: AtomicBool,
+}
+
+impl Notifier {
+    pub(crate) fn new(waker: mio::Waker) -> Notifier {
+        Notifier {
+            waker,
+            sleeping: AtomicBool::new(false),
+        }
+    }
+
+    /// After a push: wake the thread only if it sleeps (see the module docs).
+    #[inline]
+    pub(crate) fn notify(&self) {
+        fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::AcqRel) {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Wakes the thread whatever it is doing.
+    pub(crate) fn wake_now(&self) {
+        let _ = self.waker.wake();
+    }
+
+    /// The thread is about to sleep: callers from now on wake it.
+    pub(crate) fn start_sleep(&self) {
+        self.sleeping.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+    }
+
+    /// The thread is awake again.
+    pub(crate) fn end_sleep(&self) {
+        self.sleeping.store(false, Ordering::Relaxed);
+    }
+}
