@@ -5,22 +5,28 @@
 //!
 //! | section | keys | what they bound |
 //! |---|---|---|
-//! | `shard_config` | `total_shards`, `ring_buffer_capacity`, `routing_algorithm` | how many rings, and how many pending writes each holds |
-//! | `redis_pool` | `max_idle`, `max_active`, `idle_timeout`, `dial_timeout`, `read_timeout`, `write_timeout` | connections and how long any socket call may block |
-//! | `backpressure` | `enabled`, `threshold_percent`, `fallback_strategy` | what a commit does when its ring is at the threshold |
+//! | `shard_config` | `total_shards`, `ring_buffer_capacity`, `routing_algorithm` | the metrics grouping, and how many pending writes each master's ring holds ([`Config::master_capacity`]) |
+//! | `redis_pool` | `io_threads`, `idle_timeout`, `dial_timeout`, `read_timeout`, `write_timeout` | the I/O threads, and how long a connection may connect, stall or sit idle |
+//! | `backpressure` | `enabled`, `threshold_percent`, `max_pending_bytes`, `fallback_strategy` | what a commit does when its master's queue is at the threshold (ops or bytes) |
 //! | `tcp_tuning` | `so_rcvbuf`, `so_sndbuf`, `tcp_nodelay` | the kernel's socket buffers, set explicitly |
 //! | `nodes` | a list of `host:port` or `redis://` URLs | where the cluster is first asked for its topology |
 //! | `ack` | `replicas`, `timeout` | `WAIT replicas timeout` after each batch when `replicas > 0` |
-//! | `batching` | `max_batch`, `p95_budget` | how many writes one pipelined round trip carries |
+//! | `batching` | `max_batch`, `pipeline_depth`, `p95_budget` | how many writes one pipelined batch carries, and how many batches are in flight per connection |
 //! | `commit` | `timeout` | the default deadline of one commit, from the call to its ACK |
 //! | `auth` | `username`, `password` | `AUTH` sent on every new connection |
 //! | `tls` | `enabled`, `ca_file`, `server_name`, `client_cert_file`, `client_key_file` | TLS on every connection, the nodes' certificates always verified |
+//!
+//! Slotline keeps exactly one pipelined connection per master, served by a few event-loop
+//! I/O threads (`redis_pool.io_threads`), and one bounded queue of pending writes per master.
+//! The keys `redis_pool.max_idle` and `redis_pool.max_active` of earlier versions are gone:
+//! a file that sets either is rejected with an error that says so.
 //!
 //! Every key is optional: a missing key takes the template's value ([`Config::default`]).
 //! Unknown keys are errors, and so are values out of range; a [`ConfigError`] always names the
 //! key (`backpressure.threshold_percent`, `redis_pool.dial_timeout`, `nodes[2]`) and the reason.
 //!
-//! Durations are written with a unit: `500ms`, `2s`, `1.5s`, `2m` (see [`parse_duration`]).
+//! Durations are written with a unit, and several may be combined: `500ms`, `2s`, `1.5s`,
+//! `2m`, `1m 30s` (see [`parse_duration`]).
 //!
 //! # Examples
 //!
@@ -48,6 +54,7 @@ use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use url::{Host, Url};
 
 /// The number of hash slots in a Redis Cluster; also the largest allowed `total_shards`.
 const SLOT_COUNT: u32 = 16_384;
@@ -61,6 +68,16 @@ pub const MIN_SOCKET_BUFFER: usize = 1024;
 pub const MAX_SOCKET_BUFFER: usize = 1 << 30;
 /// The default Redis port, used by `redis://` URLs that name no port.
 pub const DEFAULT_PORT: u16 = 6379;
+/// The largest allowed `redis_pool.io_threads`.
+pub const MAX_IO_THREADS: usize = 64;
+/// The most I/O threads `redis_pool.io_threads: 0` (auto) resolves to.
+pub const AUTO_IO_THREADS_MAX: usize = 4;
+/// The largest allowed `batching.pipeline_depth`.
+pub const MAX_PIPELINE_DEPTH: usize = 64;
+/// The smallest allowed `backpressure.max_pending_bytes` (1 KiB).
+pub const MIN_PENDING_BYTES: u64 = 1024;
+/// The largest allowed `backpressure.max_pending_bytes` (1 TiB).
+pub const MAX_PENDING_BYTES: u64 = 1 << 40;
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -157,10 +174,10 @@ impl ConfigError {
         }
     }
 
-    fn from_yaml(err: serde_yaml::Error) -> Self {
+    fn from_yaml(err: serde_norway::Error) -> Self {
         let location = err.location();
         let mut message = err.to_string();
-        // serde_yaml appends " at line L column C"; the location is kept in its own fields.
+        // serde_norway appends " at line L column C"; the location is kept in its own fields.
         if let Some(loc) = &location {
             let suffix = format!(" at line {} column {}", loc.line(), loc.column());
             if let Some(stripped) = message.strip_suffix(&suffix) {
@@ -274,11 +291,11 @@ impl std::error::Error for ConfigError {
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Logical shards and their rings.
+    /// Logical shards: the metrics grouping and the unit of queue capacity.
     pub shard_config: ShardConfig,
-    /// Connections and socket timeouts.
+    /// I/O threads and connection timeouts.
     pub redis_pool: RedisPool,
-    /// What a commit does when its ring is (nearly) full.
+    /// What a commit does when its master's queue is (nearly) full.
     pub backpressure: Backpressure,
     /// Socket buffer sizes and Nagle.
     pub tcp_tuning: TcpTuning,
@@ -341,7 +358,7 @@ impl Config {
     /// assert!(err.to_string().contains("shard_config: unknown field `colour`"), "{err}");
     /// ```
     pub fn from_yaml_str(yaml: &str) -> Result<Config, ConfigError> {
-        let config: Config = serde_yaml::from_str(yaml).map_err(ConfigError::from_yaml)?;
+        let config: Config = serde_norway::from_str(yaml).map_err(ConfigError::from_yaml)?;
         config.validate()?;
         Ok(config)
     }
@@ -381,20 +398,11 @@ impl Config {
 
         let p = &self.redis_pool;
         in_range(
-            "redis_pool.max_active",
-            p.max_active as u64,
-            1,
-            u32::MAX as u64,
+            "redis_pool.io_threads",
+            p.io_threads as u64,
+            0,
+            MAX_IO_THREADS as u64,
         )?;
-        if p.max_idle > p.max_active {
-            return Err(ConfigError::invalid(
-                "redis_pool.max_idle",
-                format!(
-                    "{} is more than redis_pool.max_active ({})",
-                    p.max_idle, p.max_active
-                ),
-            ));
-        }
         positive("redis_pool.idle_timeout", p.idle_timeout)?;
         positive("redis_pool.dial_timeout", p.dial_timeout)?;
         positive("redis_pool.read_timeout", p.read_timeout)?;
@@ -405,6 +413,12 @@ impl Config {
             self.backpressure.threshold_percent as u64,
             1,
             100,
+        )?;
+        in_range(
+            "backpressure.max_pending_bytes",
+            self.backpressure.max_pending_bytes,
+            MIN_PENDING_BYTES,
+            MAX_PENDING_BYTES,
         )?;
 
         let t = &self.tcp_tuning;
@@ -426,6 +440,12 @@ impl Config {
             self.batching.max_batch as u64,
             1,
             MAX_BATCH as u64,
+        )?;
+        in_range(
+            "batching.pipeline_depth",
+            self.batching.pipeline_depth as u64,
+            1,
+            MAX_PIPELINE_DEPTH as u64,
         )?;
         positive("batching.p95_budget", self.batching.p95_budget)?;
 
@@ -512,9 +532,97 @@ impl Config {
             })
     }
 
-    /// The number of pending writes at which a ring counts as full for backpressure:
-    /// `ceil(ring_buffer_capacity × threshold_percent / 100)`, or the whole capacity when
-    /// backpressure is disabled.
+    /// The number of event-loop I/O threads the client runs: `redis_pool.io_threads`, or when
+    /// it is 0 (auto), half of [`std::thread::available_parallelism`], clamped to
+    /// `1..=`[`AUTO_IO_THREADS_MAX`] (1 when the parallelism cannot be read). Always at least 1.
+    ///
+    /// It never depends on the number of masters: each master's connection is served by one of
+    /// these threads, and a thread serves many connections.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::{Config, AUTO_IO_THREADS_MAX};
+    ///
+    /// let mut config = Config::default();
+    /// assert_eq!(config.redis_pool.io_threads, 0); // auto
+    /// assert!((1..=AUTO_IO_THREADS_MAX).contains(&config.io_threads()));
+    /// config.redis_pool.io_threads = 6;
+    /// assert_eq!(config.io_threads(), 6);
+    /// ```
+    pub fn io_threads(&self) -> usize {
+        match self.redis_pool.io_threads {
+            0 => std::thread::available_parallelism()
+                .map_or(1, |n| n.get() / 2)
+                .clamp(1, AUTO_IO_THREADS_MAX),
+            n => n,
+        }
+    }
+
+    /// The capacity of the ring of pending writes of a master that serves `owned_slots` of the
+    /// 16384 hash slots:
+    /// `ceil(ring_buffer_capacity × total_shards × owned_slots / 16384)`, and at least
+    /// `ring_buffer_capacity`.
+    ///
+    /// The masters' capacities add up to about `total_shards × ring_buffer_capacity` for the
+    /// whole cluster, shared out by the slots each master serves. `owned_slots` above 16384 is
+    /// taken as 16384; the arithmetic saturates, and the result is never more than
+    /// `ring_buffer_capacity × total_shards` (at most
+    /// [`MAX_RING_BUFFER_CAPACITY`]` × total_shards` in a validated configuration).
+    ///
+    /// Memory: about 100 bytes per ring slot, plus the queued commands themselves, which
+    /// `backpressure.max_pending_bytes` bounds per master.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// let config = Config::default(); // 64 shards × 4096
+    /// assert_eq!(config.master_capacity(16384), 262_144); // one master serves every slot
+    /// assert_eq!(config.master_capacity(5461), 87_376); // a third of the slots: 16 per slot
+    /// assert_eq!(config.master_capacity(1), 4096); // never below ring_buffer_capacity
+    /// assert_eq!(config.master_capacity(0), 4096);
+    /// ```
+    pub fn master_capacity(&self, owned_slots: usize) -> usize {
+        let per_shard = self.shard_config.ring_buffer_capacity as u128;
+        let shards = u128::from(self.shard_config.total_shards);
+        let slots = owned_slots.min(SLOT_COUNT as usize) as u128;
+        // ≤ 2^64 × 2^32 × 2^14: cannot overflow u128.
+        let share = (per_shard * shards * slots).div_ceil(u128::from(SLOT_COUNT));
+        let capacity = share.max(per_shard);
+        usize::try_from(capacity).unwrap_or(usize::MAX)
+    }
+
+    /// The number of pending writes at which a queue of `capacity` counts as full for
+    /// backpressure: `ceil(capacity × threshold_percent / 100)`, at least 1 and at most
+    /// `capacity`; or `capacity` itself when backpressure is disabled.
+    ///
+    /// Pass a master's [`Config::master_capacity`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// let mut config = Config::default(); // threshold_percent: 80
+    /// assert_eq!(config.backpressure_limit_for(87_376), 69_901); // 80 %, rounded up
+    /// assert_eq!(config.backpressure_limit_for(1), 1);
+    /// config.backpressure.enabled = false;
+    /// assert_eq!(config.backpressure_limit_for(87_376), 87_376);
+    /// ```
+    pub fn backpressure_limit_for(&self, capacity: usize) -> usize {
+        if !self.backpressure.enabled {
+            return capacity;
+        }
+        let percent = self.backpressure.threshold_percent.min(100) as u128;
+        let limit = (capacity as u128 * percent).div_ceil(100);
+        // limit ≤ capacity, so it fits in usize.
+        (limit as usize).clamp(1, capacity.max(1))
+    }
+
+    /// The backpressure line of a queue of `ring_buffer_capacity` pending writes:
+    /// [`Config::backpressure_limit_for`]`(ring_buffer_capacity)`.
     ///
     /// # Examples
     ///
@@ -527,16 +635,33 @@ impl Config {
     /// assert_eq!(config.backpressure_limit(), 4096);
     /// ```
     pub fn backpressure_limit(&self) -> usize {
-        let capacity = self.shard_config.ring_buffer_capacity;
+        self.backpressure_limit_for(self.shard_config.ring_buffer_capacity)
+    }
+
+    /// The number of bytes of queued and in-flight commands (their RESP encoding) at which a
+    /// master counts as full for backpressure: `ceil(max_pending_bytes × threshold_percent /
+    /// 100)`, at least 1; or `max_pending_bytes` itself when backpressure is disabled. The
+    /// byte counterpart of [`Config::backpressure_limit_for`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// let mut config = Config::default(); // 64 MiB, 80 %
+    /// assert_eq!(config.backpressure_byte_limit(), 53_687_092);
+    /// config.backpressure.enabled = false;
+    /// assert_eq!(config.backpressure_byte_limit(), 64 << 20);
+    /// ```
+    pub fn backpressure_byte_limit(&self) -> u64 {
+        let budget = self.backpressure.max_pending_bytes;
         if !self.backpressure.enabled {
-            return capacity;
+            return budget;
         }
-        let percent = self.backpressure.threshold_percent.min(100) as usize;
-        // capacity ≤ 2^24 after validation, so this cannot overflow; saturate anyway.
-        capacity
-            .saturating_mul(percent)
-            .div_ceil(100)
-            .clamp(1, capacity.max(1))
+        let percent = u128::from(self.backpressure.threshold_percent.min(100));
+        let limit = (u128::from(budget) * percent).div_ceil(100);
+        // limit ≤ budget, so it fits in u64.
+        (limit as u64).clamp(1, budget.max(1))
     }
 }
 
@@ -563,24 +688,42 @@ fn positive(key: &str, value: Duration) -> Result<(), ConfigError> {
 // Sections
 // ---------------------------------------------------------------------------------------------
 
-/// `shard_config`: logical shards, each with one bounded ring of pending writes.
+/// `shard_config`: logical shards, the metrics grouping and the unit of queue capacity.
+///
+/// A logical shard is a contiguous range of the 16384 hash slots (`16384 / total_shards`
+/// each). Shards group the metrics, and they size the queues: each master gets one bounded
+/// ring of pending writes whose capacity is its share of `total_shards ×
+/// ring_buffer_capacity`, by the slots it serves ([`Config::master_capacity`]), so the whole
+/// cluster holds about `total_shards × ring_buffer_capacity` pending writes however many
+/// masters there are.
+///
+/// Memory: about 100 bytes per ring slot (so about `total_shards × ring_buffer_capacity ×
+/// 100` bytes for the cluster, 25 MiB with the defaults), plus the queued commands themselves,
+/// bounded per master by `backpressure.max_pending_bytes`.
 ///
 /// # Examples
 ///
 /// ```
-/// use slotline_client::config::{RoutingAlgorithm, ShardConfig};
+/// use slotline_client::config::{Config, RoutingAlgorithm, ShardConfig};
 ///
 /// let s = ShardConfig::default();
 /// assert_eq!((s.total_shards, s.ring_buffer_capacity), (64, 4096));
 /// assert_eq!(s.routing_algorithm, RoutingAlgorithm::Crc16);
+///
+/// // Three masters with 5461, 5462 and 5461 slots share 64 × 4096 pending writes.
+/// let config = Config::default();
+/// let total: usize = [5461, 5462, 5461].map(|slots| config.master_capacity(slots)).iter().sum();
+/// assert_eq!(total, 262_144);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShardConfig {
-    /// Number of logical shards (rings and writer threads), `1..=16384`; each owns a
-    /// contiguous range of the 16384 hash slots. Default 64.
+    /// Number of logical shards, `1..=16384`; each is a contiguous range of the 16384 hash
+    /// slots, one group of the metrics, and one unit of queue capacity. Default 64.
     pub total_shards: u32,
-    /// Pending writes one ring holds, `1..=16777216`. Default 4096.
+    /// Pending writes per logical shard, `1..=16777216`: a master's ring holds this many times
+    /// the number of shards' worth of slots it serves, and at least this many
+    /// ([`Config::master_capacity`]). Default 4096.
     pub ring_buffer_capacity: usize,
     /// How keys map to slots. Only `crc16` (Redis Cluster's own slot function). Default `crc16`.
     pub routing_algorithm: RoutingAlgorithm,
@@ -618,44 +761,58 @@ pub enum RoutingAlgorithm {
     Crc16,
 }
 
-/// `redis_pool`: connection limits and socket timeouts.
+/// `redis_pool`: the I/O threads, and how long a connection may connect, stall or sit idle.
+///
+/// Slotline keeps exactly one pipelined connection per master, served by `io_threads`
+/// event loops. The keys `max_idle` and `max_active` of earlier versions no longer exist: a
+/// file that sets either is rejected with a [`ConfigError`] naming the key.
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
-/// use slotline_client::config::RedisPool;
+/// use slotline_client::config::{Config, RedisPool};
 ///
 /// let p = RedisPool::default();
+/// assert_eq!(p.io_threads, 0); // auto: see Config::io_threads
 /// assert_eq!(p.dial_timeout, Duration::from_secs(2));
-/// assert_eq!((p.max_idle, p.max_active), (16, 64));
+/// assert_eq!(p.idle_timeout, Duration::from_secs(300));
+///
+/// let c = Config::from_yaml_str("redis_pool: { io_threads: 2, idle_timeout: 1m 30s }")?;
+/// assert_eq!(c.io_threads(), 2);
+/// assert_eq!(c.redis_pool.idle_timeout, Duration::from_secs(90));
+///
+/// let err = Config::from_yaml_str("redis_pool: { max_active: 64 }").unwrap_err();
+/// assert_eq!(err.key(), Some("redis_pool.max_active"));
+/// assert!(err.to_string().contains("delete the key"), "{err}");
+/// # Ok::<(), slotline_client::ConfigError>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RedisPool {
-    /// Idle connections kept open, at most `max_active`. Default 16.
-    pub max_idle: u32,
-    /// Connections open at once, at least 1. Default 64.
-    pub max_active: u32,
-    /// An idle connection older than this is closed. Default `300s`.
-    #[serde(deserialize_with = "deserialize_duration")]
+    /// Event-loop I/O threads that serve the masters' connections, `0..=64`; 0 = auto: half
+    /// the machine's available parallelism, clamped to `1..=4` (see [`Config::io_threads`]).
+    /// The count never depends on the number of masters. Memory: one thread each (its stack
+    /// and event buffer), small next to the queues. Default 0.
+    pub io_threads: usize,
+    /// A master connection with nothing queued or in flight for this long is closed; the next
+    /// write to that master reopens it. Must be longer than zero. Default `300s`.
     pub idle_timeout: Duration,
-    /// Limit on TCP connect (and on `AUTH` during connect). Default `2s`.
-    #[serde(deserialize_with = "deserialize_duration")]
+    /// Limit on TCP connect (and on the TLS handshake and `AUTH` during connect). Default `2s`.
     pub dial_timeout: Duration,
-    /// Limit on one blocking socket read. Default `500ms`.
-    #[serde(deserialize_with = "deserialize_duration")]
+    /// The longest a connection may go without reading any reply while it has commands in
+    /// flight; past it the node counts as stalled and the connection is dropped (its writes
+    /// fail or are retried as their errors say). Default `500ms`.
     pub read_timeout: Duration,
-    /// Limit on one blocking socket write. Default `500ms`.
-    #[serde(deserialize_with = "deserialize_duration")]
+    /// The longest a connection may go without writing any bytes while it has commands to send
+    /// (a node that stopped reading); past it the node counts as stalled, as for
+    /// `read_timeout`. Default `500ms`.
     pub write_timeout: Duration,
 }
 
 impl Default for RedisPool {
     fn default() -> Self {
         RedisPool {
-            max_idle: 16,
-            max_active: 64,
+            io_threads: 0,
             idle_timeout: Duration::from_secs(300),
             dial_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_millis(500),
@@ -664,7 +821,204 @@ impl Default for RedisPool {
     }
 }
 
-/// `backpressure`: the line at which a ring counts as full, and what happens then.
+/// The keys of `redis_pool`, as an unknown key's error lists them.
+const REDIS_POOL_KEYS: &[&str] = &[
+    "io_threads",
+    "idle_timeout",
+    "dial_timeout",
+    "read_timeout",
+    "write_timeout",
+];
+
+/// A key of `redis_pool` in a file: one of [`REDIS_POOL_KEYS`], or a removed one.
+enum RedisPoolKey {
+    IoThreads,
+    IdleTimeout,
+    DialTimeout,
+    ReadTimeout,
+    WriteTimeout,
+    /// `max_idle` or `max_active`: rejected when its value is read, with the reason.
+    Removed,
+}
+
+impl<'de> Deserialize<'de> for RedisPoolKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = RedisPoolKey;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key of redis_pool")
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<RedisPoolKey, E> {
+                Ok(match key {
+                    "io_threads" => RedisPoolKey::IoThreads,
+                    "idle_timeout" => RedisPoolKey::IdleTimeout,
+                    "dial_timeout" => RedisPoolKey::DialTimeout,
+                    "read_timeout" => RedisPoolKey::ReadTimeout,
+                    "write_timeout" => RedisPoolKey::WriteTimeout,
+                    "max_idle" | "max_active" => RedisPoolKey::Removed,
+                    _ => return Err(E::unknown_field(key, REDIS_POOL_KEYS)),
+                })
+            }
+        }
+        deserializer.deserialize_identifier(KeyVisitor)
+    }
+}
+
+/// A duration value read with [`deserialize_duration`].
+struct DurationValue(Duration);
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_duration(deserializer).map(DurationValue)
+    }
+}
+
+/// The removed keys `redis_pool.max_idle` and `max_active`: reading one is an error.
+struct RemovedValue;
+
+impl<'de> Deserialize<'de> for RemovedValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        removed_pool_key(deserializer).map(|()| RemovedValue)
+    }
+}
+
+/// Written by hand rather than derived so that the removed keys get their own message while
+/// an unknown key's error lists only the keys that exist.
+impl<'de> Deserialize<'de> for RedisPool {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PoolVisitor;
+        impl<'de> Visitor<'de> for PoolVisitor {
+            type Value = RedisPool;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("struct RedisPool")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<RedisPool, A::Error> {
+                fn set<T, E: de::Error>(
+                    slot: &mut Option<T>,
+                    key: &'static str,
+                    v: T,
+                ) -> Result<(), E> {
+                    match slot.replace(v) {
+                        Some(_) => Err(E::duplicate_field(key)),
+                        None => Ok(()),
+                    }
+                }
+                let (mut io_threads, mut idle, mut dial, mut read, mut write) =
+                    (None, None, None, None, None);
+                while let Some(key) = map.next_key::<RedisPoolKey>()? {
+                    match key {
+                        RedisPoolKey::IoThreads => {
+                            set(&mut io_threads, "io_threads", map.next_value::<usize>()?)?;
+                        }
+                        RedisPoolKey::IdleTimeout => {
+                            set(
+                                &mut idle,
+                                "idle_timeout",
+                                map.next_value::<DurationValue>()?.0,
+                            )?;
+                        }
+                        RedisPoolKey::DialTimeout => {
+                            set(
+                                &mut dial,
+                                "dial_timeout",
+                                map.next_value::<DurationValue>()?.0,
+                            )?;
+                        }
+                        RedisPoolKey::ReadTimeout => {
+                            set(
+                                &mut read,
+                                "read_timeout",
+                                map.next_value::<DurationValue>()?.0,
+                            )?;
+                        }
+                        RedisPoolKey::WriteTimeout => {
+                            set(
+                                &mut write,
+                                "write_timeout",
+                                map.next_value::<DurationValue>()?.0,
+                            )?;
+                        }
+                        RedisPoolKey::Removed => {
+                            map.next_value::<RemovedValue>()?;
+                        }
+                    }
+                }
+                let d = RedisPool::default();
+                Ok(RedisPool {
+                    io_threads: io_threads.unwrap_or(d.io_threads),
+                    idle_timeout: idle.unwrap_or(d.idle_timeout),
+                    dial_timeout: dial.unwrap_or(d.dial_timeout),
+                    read_timeout: read.unwrap_or(d.read_timeout),
+                    write_timeout: write.unwrap_or(d.write_timeout),
+                })
+            }
+        }
+        deserializer.deserialize_struct("RedisPool", REDIS_POOL_KEYS, PoolVisitor)
+    }
+}
+
+/// `deserialize_with` for `redis_pool.max_idle` / `max_active`: always an error, whatever
+/// the value. It is raised inside the value's visitor so that the YAML parser prefixes it with
+/// the key's path (`redis_pool.max_idle: ...`) and the value's position.
+fn removed_pool_key<'de, D: Deserializer<'de>>(deserializer: D) -> Result<(), D::Error> {
+    struct RemovedKey;
+
+    macro_rules! reject {
+        ($($method:ident($($ty:ty),*)),* $(,)?) => {$(
+            fn $method<E: de::Error>(self, $(_: $ty),*) -> Result<(), E> {
+                Err(E::custom(REMOVED_POOL_KEY))
+            }
+        )*};
+    }
+
+    impl<'de> Visitor<'de> for RemovedKey {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("nothing: the key has been removed")
+        }
+        reject!(
+            visit_bool(bool),
+            visit_i64(i64),
+            visit_i128(i128),
+            visit_u64(u64),
+            visit_u128(u128),
+            visit_f64(f64),
+            visit_str(&str),
+            visit_bytes(&[u8]),
+            visit_none(),
+            visit_unit(),
+        );
+        fn visit_some<D: Deserializer<'de>>(self, _: D) -> Result<(), D::Error> {
+            Err(de::Error::custom(REMOVED_POOL_KEY))
+        }
+        fn visit_newtype_struct<D: Deserializer<'de>>(self, _: D) -> Result<(), D::Error> {
+            Err(de::Error::custom(REMOVED_POOL_KEY))
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+            Err(de::Error::custom(REMOVED_POOL_KEY))
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+            Err(de::Error::custom(REMOVED_POOL_KEY))
+        }
+        fn visit_enum<A: de::EnumAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+            Err(de::Error::custom(REMOVED_POOL_KEY))
+        }
+    }
+
+    deserializer.deserialize_any(RemovedKey)
+}
+
+const REMOVED_POOL_KEY: &str = "this key has been removed: slotline keeps exactly one \
+    pipelined connection per master, served by `redis_pool.io_threads` event loops, so there \
+    is no pool to size; delete the key";
+
+/// `backpressure`: the line at which a master's queue counts as full, and what happens then.
+///
+/// Each master has two budgets: the op count of its ring ([`Config::master_capacity`]) and
+/// `max_pending_bytes` of queued and in-flight commands. With `enabled`, the line is
+/// `threshold_percent` of each ([`Config::backpressure_limit_for`],
+/// [`Config::backpressure_byte_limit`]); a queue at either line is full.
 ///
 /// # Examples
 ///
@@ -674,18 +1028,25 @@ impl Default for RedisPool {
 /// let b = Backpressure::default();
 /// assert!(b.enabled);
 /// assert_eq!(b.threshold_percent, 80);
+/// assert_eq!(b.max_pending_bytes, 64 << 20);
 /// assert_eq!(b.fallback_strategy, FallbackStrategy::DropOldest);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Backpressure {
-    /// Apply `fallback_strategy` at `threshold_percent`; when false, only at the full capacity.
-    /// Default true.
+    /// Apply `fallback_strategy` at `threshold_percent`; when false, only at the full capacity
+    /// (or the full `max_pending_bytes`). Default true.
     pub enabled: bool,
-    /// Fill level, in percent of `ring_buffer_capacity` (`1..=100`), at which a ring counts as
-    /// full. Default 80.
+    /// Fill level, in percent (`1..=100`) of a master's ring capacity and of
+    /// `max_pending_bytes`, at which a master's queue counts as full. Default 80.
     pub threshold_percent: u32,
-    /// What a commit does when its ring is full. Default `drop_oldest` (the template's choice).
+    /// Per-master budget, in bytes, of the commands queued for it and in flight on its
+    /// connection, counted as their RESP encoding; `1024..=1099511627776` (1 KiB to 1 TiB).
+    /// This bounds the memory the commands themselves take, per master. Default 67108864
+    /// (64 MiB).
+    pub max_pending_bytes: u64,
+    /// What a commit does when its master's queue is full. Default `drop_oldest` (the
+    /// template's choice).
     pub fallback_strategy: FallbackStrategy,
 }
 
@@ -694,12 +1055,13 @@ impl Default for Backpressure {
         Backpressure {
             enabled: true,
             threshold_percent: 80,
+            max_pending_bytes: 64 << 20,
             fallback_strategy: FallbackStrategy::DropOldest,
         }
     }
 }
 
-/// `backpressure.fallback_strategy`: what a commit does when its ring is full.
+/// `backpressure.fallback_strategy`: what a commit does when its master's queue is full.
 ///
 /// Whatever the strategy, nothing is acknowledged that Redis did not confirm: a rejected or
 /// evicted write is reported to its own caller as such.
@@ -793,7 +1155,8 @@ impl Default for Ack {
     }
 }
 
-/// `batching`: how many pending writes one pipelined round trip carries.
+/// `batching`: how many pending writes one pipelined batch carries, and how many batches one
+/// connection has in flight.
 ///
 /// # Examples
 ///
@@ -802,16 +1165,21 @@ impl Default for Ack {
 /// use slotline_client::config::Batching;
 ///
 /// let b = Batching::default();
-/// assert_eq!((b.max_batch, b.p95_budget), (512, Duration::from_millis(15)));
+/// assert_eq!((b.max_batch, b.pipeline_depth), (512, 4));
+/// assert_eq!(b.p95_budget, Duration::from_millis(15));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Batching {
-    /// Writes per pipeline, `1..=65536`. A writer never waits to fill a batch: it sends what
-    /// is pending, up to this many. Default 512.
+    /// Writes per pipelined batch, `1..=65536`. A connection never waits to fill a batch: it
+    /// sends what is pending, up to this many. Default 512.
     pub max_batch: usize,
-    /// Latency budget: when a shard's p95 commit latency goes above it, its writer shrinks
-    /// its batches. Default `15ms`.
+    /// Pipelined batches one master connection may have in flight at once (sent, replies not
+    /// yet read), each up to `max_batch` writes; `1..=64`. 1 = one round trip at a time.
+    /// The commands in flight count against `backpressure.max_pending_bytes`. Default 4.
+    pub pipeline_depth: usize,
+    /// Latency budget: when a master's p95 commit latency goes above it, its batches shrink.
+    /// Default `15ms`.
     #[serde(deserialize_with = "deserialize_duration")]
     pub p95_budget: Duration,
 }
@@ -820,6 +1188,7 @@ impl Default for Batching {
     fn default() -> Self {
         Batching {
             max_batch: 512,
+            pipeline_depth: 4,
             p95_budget: Duration::from_millis(15),
         }
     }
@@ -838,7 +1207,7 @@ impl Default for Batching {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Commit {
-    /// Time from the call to the ACK: waiting for room in the ring (`block`), the pipelined
+    /// Time from the call to the ACK: waiting for room in the queue (`block`), the pipelined
     /// write and `WAIT`. When it passes, the caller gets `CommitError::DeadlineExceeded`.
     /// Must be longer than `ack.timeout` when `ack.replicas > 0`. Default `1s`.
     #[serde(deserialize_with = "deserialize_duration")]
@@ -978,7 +1347,11 @@ impl fmt::Debug for Password {
 /// (`redis://[user:password@]host[:port][/0]`; the port defaults to 6379).
 ///
 /// `Display` prints `host:port` (IPv6 in brackets) and never the credentials; `Debug` prints
-/// the password as `"***"`. Percent-escapes (`%40`) in URL credentials are decoded.
+/// the password as `"***"`. Percent-escapes (`%40`) in URL credentials are decoded; a
+/// malformed escape is an error. URLs are parsed with the [`url`] crate (the plain forms as
+/// the authority of a `redis://` URL): the scheme may be in any case, an IPv6 address is
+/// normalised (`[0:0::1]` gives `::1`), a host name is kept as written, and a query or
+/// fragment is an error. An empty password (`redis://user:@host`) counts as none.
 ///
 /// # Examples
 ///
@@ -1166,102 +1539,109 @@ impl std::error::Error for NodeAddrError {}
 impl FromStr for NodeAddr {
     type Err = NodeAddrError;
 
+    /// Parses `host:port`, `[ipv6]:port` or a `redis://` / `rediss://` URL. URLs, and the
+    /// plain form as the authority of a `redis://` URL, go through the [`url`] crate; the
+    /// checks before it only make the messages for common mistakes precise.
     fn from_str(input: &str) -> Result<NodeAddr, NodeAddrError> {
         let fail = |reason| NodeAddrError {
             input: redact(input),
             reason,
         };
         let s = input.trim();
-        let (url, tls, rest) = if let Some(rest) = s.strip_prefix("redis://") {
-            (true, false, rest)
-        } else if let Some(rest) = s.strip_prefix("rediss://") {
-            (true, true, rest)
-        } else if s.contains("://") {
-            return Err(fail("unsupported scheme (use redis:// or rediss://)"));
-        } else {
-            (false, false, s)
+        // The URL parser would silently drop tabs and newlines inside the input.
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(fail("contains whitespace or a control character"));
+        }
+        let (is_url, rest) = match s.split_once("://") {
+            Some((scheme, rest)) => {
+                if !["redis", "rediss"]
+                    .iter()
+                    .any(|k| scheme.eq_ignore_ascii_case(k))
+                {
+                    return Err(fail("unsupported scheme (use redis:// or rediss://)"));
+                }
+                (true, rest)
+            }
+            None if s.contains('@') || s.contains('/') => {
+                return Err(fail("credentials or a path need a redis:// URL"));
+            }
+            None => (false, s),
         };
-
-        let (mut username, mut password) = (None, None);
-        let mut authority = rest;
-        if url {
-            // Path: only database 0 exists in a cluster.
-            if let Some(slash) = authority.find('/') {
-                let path = &authority[slash..];
-                if !matches!(path, "/" | "/0") {
-                    return Err(fail(
-                        "Redis Cluster has only database 0 (path must be empty or /0)",
-                    ));
-                }
-                authority = &authority[..slash];
-            }
-            if let Some(at) = authority.rfind('@') {
-                let userinfo = &authority[..at];
-                authority = &authority[at + 1..];
-                let (user, pass) = match userinfo.split_once(':') {
-                    Some((user, pass)) => (user, Some(pass)),
-                    None => (userinfo, None),
-                };
-                let user = percent_decode(user).ok_or_else(|| fail("bad %-escape in user name"))?;
-                if !user.is_empty() {
-                    username = Some(user);
-                }
-                if let Some(pass) = pass {
-                    let pass =
-                        percent_decode(pass).ok_or_else(|| fail("bad %-escape in password"))?;
-                    password = Some(Password(pass));
-                }
-            }
-        } else if authority.contains('@') || authority.contains('/') {
-            return Err(fail("credentials or a path need a redis:// URL"));
+        // Host and port as written, for the bracket checks: after any credentials, before any
+        // path, query or fragment.
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+        if authority.starts_with('[') && !authority.contains(']') {
+            return Err(fail("missing `]` after an IPv6 address"));
+        }
+        if !authority.starts_with('[') && authority.matches(':').count() > 1 {
+            return Err(fail(
+                "an IPv6 address must be written in brackets: `[::1]:7000`",
+            ));
         }
 
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (host, after) = v6
-                .split_once(']')
-                .ok_or_else(|| fail("missing `]` after an IPv6 address"))?;
-            if host.parse::<std::net::Ipv6Addr>().is_err() {
-                return Err(fail("not an IPv6 address inside `[...]`"));
-            }
-            let port = match after.strip_prefix(':') {
-                Some(port) => Some(port),
-                None if after.is_empty() => None,
-                None => return Err(fail("unexpected text after `]`")),
-            };
-            (host, port)
+        let url = if is_url {
+            Url::parse(s)
         } else {
-            match authority.split_once(':') {
-                Some((_, p)) if p.contains(':') => {
-                    return Err(fail(
-                        "an IPv6 address must be written in brackets: `[::1]:7000`",
-                    ))
-                }
-                Some((host, port)) => (host, Some(port)),
-                None => (authority, None),
-            }
+            Url::parse(&format!("redis://{s}"))
+        }
+        .map_err(|err| fail(url_error_reason(err)))?;
+        let tls = url.scheme() == "rediss";
+        if !matches!(url.path(), "" | "/" | "/0") {
+            return Err(fail(
+                "Redis Cluster has only database 0 (path must be empty or /0)",
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(fail("a query (`?`) or fragment (`#`) is not supported"));
+        }
+        let host = match url.host() {
+            Some(Host::Domain(domain)) if !domain.is_empty() => domain.to_owned(),
+            Some(Host::Ipv4(ip)) => ip.to_string(),
+            Some(Host::Ipv6(ip)) => ip.to_string(),
+            _ => return Err(fail("missing host")),
         };
-        if host.is_empty() {
-            return Err(fail("missing host"));
-        }
-        if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(fail("host contains whitespace"));
-        }
-        let port = match port {
-            Some(port) => port
-                .parse::<u16>()
-                .ok()
-                .filter(|&p| p != 0)
-                .ok_or_else(|| fail("port must be a number in 1..=65535"))?,
-            None if url => DEFAULT_PORT,
+        let port = match url.port() {
+            Some(0) => return Err(fail(PORT_RANGE)),
+            Some(port) => port,
+            None if is_url => DEFAULT_PORT,
             None => return Err(fail("missing `:port`")),
         };
+
+        // The URL parser keeps credentials percent-encoded; decode them strictly.
+        let user =
+            percent_decode(url.username()).ok_or_else(|| fail("bad %-escape in user name"))?;
+        let username = (!user.is_empty()).then_some(user);
+        let password = match url.password() {
+            Some(pass) => Some(Password(
+                percent_decode(pass).ok_or_else(|| fail("bad %-escape in password"))?,
+            )),
+            None => None,
+        };
         Ok(NodeAddr {
-            host: host.to_owned(),
+            host,
             port,
             tls,
             username,
             password,
         })
+    }
+}
+
+const PORT_RANGE: &str = "port must be a number in 1..=65535";
+
+/// A reason for a URL the [`url`] crate refused, in this module's words.
+fn url_error_reason(err: url::ParseError) -> &'static str {
+    use url::ParseError as E;
+    match err {
+        E::EmptyHost => "missing host",
+        E::InvalidPort => PORT_RANGE,
+        E::InvalidIpv6Address => "not an IPv6 address inside `[...]`",
+        E::InvalidIpv4Address => "not an IPv4 address",
+        E::InvalidDomainCharacter | E::IdnaError => {
+            "host contains a character not allowed in a host name"
+        }
+        _ => "not a valid URL",
     }
 }
 
@@ -1320,6 +1700,8 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// A duration string that could not be parsed.
 ///
+/// The message repeats the input, says what is wrong with it, and lists the accepted form.
+///
 /// # Examples
 ///
 /// ```
@@ -1327,11 +1709,14 @@ fn percent_decode(s: &str) -> Option<String> {
 ///
 /// let err = parse_duration("fast").unwrap_err();
 /// assert!(err.to_string().contains("fast"));
+/// assert!(err.to_string().contains("`1m 30s`"));
+/// let err = parse_duration("300").unwrap_err();
+/// assert!(err.to_string().contains("missing unit"), "{err}");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DurationError {
     input: String,
-    reason: &'static str,
+    reason: String,
 }
 
 impl fmt::Display for DurationError {
@@ -1339,7 +1724,7 @@ impl fmt::Display for DurationError {
         write!(
             f,
             "invalid duration `{}`: {} (expected a number and a unit, such as `500ms`, `2s`, \
-             `1.5s` or `2m`; units: ns, us, ms, s, m, h)",
+             `1.5s` or `2m`, or several of them such as `1m 30s`; units: ns, us, ms, s, m, h, d)",
             self.input, self.reason
         )
     }
@@ -1347,14 +1732,18 @@ impl fmt::Display for DurationError {
 
 impl std::error::Error for DurationError {}
 
-/// Parses a duration written as a decimal number and a unit: `ns`, `us` (or `µs`), `ms`, `s`,
-/// `m` or `h`. A fraction is allowed (`1.5s`); the result is exact to the nanosecond
-/// (digits beyond are truncated).
+/// Parses a duration: one or more numbers, each with a unit, such as `500ms`, `2s`, `2m`,
+/// `1m 30s` or `1h30m`. This is [`humantime::parse_duration`] with this module's error type.
+///
+/// Units: `ns`, `us` (or `µs`), `ms`, `s`, `m`, `h`, `d` and their long forms (`sec`,
+/// `min`, `hours`, ...). A fraction is allowed (`1.5s`, `0.5ms`) but needs a digit on each
+/// side of the point (`0.5s`, not `.5s` or `3.s`), and a fraction finer than a nanosecond
+/// (`1.0000000001s`, `0.5ns`) is an error. A number needs a unit, except a bare `0`.
 ///
 /// # Errors
 ///
-/// [`DurationError`] for a missing number, a missing or unknown unit, or a value that does
-/// not fit in a [`Duration`].
+/// [`DurationError`] for a missing number, a missing or unknown unit, an unexpected
+/// character, or a value that does not fit in a [`Duration`].
 ///
 /// # Examples
 ///
@@ -1366,59 +1755,40 @@ impl std::error::Error for DurationError {}
 /// assert_eq!(parse_duration("500ms")?, Duration::from_millis(500));
 /// assert_eq!(parse_duration("2m")?, Duration::from_secs(120));
 /// assert_eq!(parse_duration("1.5s")?, Duration::from_millis(1500));
+/// assert_eq!(parse_duration("1m 30s")?, Duration::from_secs(90));
 /// assert!(parse_duration("300").is_err()); // no unit
 /// # Ok::<(), slotline_client::config::DurationError>(())
 /// ```
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
-    let fail = |reason| DurationError {
+    humantime::parse_duration(input).map_err(|err| DurationError {
         input: input.to_owned(),
-        reason,
-    };
-    let s = input.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    if number.is_empty() {
-        return Err(fail("missing number"));
+        reason: duration_error_reason(input, &err),
+    })
+}
+
+/// What is wrong with `input`, from humantime's error (whose own text offers units, such as
+/// `sec`, that the rest of this crate's messages do not use).
+fn duration_error_reason(input: &str, err: &humantime::DurationError) -> String {
+    use humantime::DurationError as E;
+    let char_at = |offset: usize| input.get(offset..).and_then(|rest| rest.chars().next());
+    match err {
+        E::Empty => "empty".to_owned(),
+        E::UnknownUnit { unit, .. } if unit.is_empty() => "missing unit".to_owned(),
+        E::UnknownUnit { unit, .. } => format!("unknown unit `{unit}`"),
+        E::NumberExpected(offset) => match char_at(*offset) {
+            Some('.') => "a fraction needs digits on both sides of the point (`0.5s`)".to_owned(),
+            Some(c) => format!("expected a number, found `{c}`"),
+            None => "expected a number".to_owned(),
+        },
+        E::InvalidCharacter(offset) => match char_at(*offset) {
+            Some('.') => {
+                "unexpected `.` (a fraction needs digits on both sides: `1.5s`)".to_owned()
+            }
+            Some(c) => format!("unexpected `{c}`"),
+            None => "unexpected end".to_owned(),
+        },
+        E::NumberOverflow => "number too large, or finer than 1ns".to_owned(),
     }
-    let nanos_per_unit: u128 = match unit {
-        "ns" => 1,
-        "us" | "µs" => 1_000,
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        "" => return Err(fail("missing unit")),
-        _ => return Err(fail("unknown unit")),
-    };
-    let (whole, fraction) = match number.split_once('.') {
-        Some((w, f)) => (w, f),
-        None => (number, ""),
-    };
-    if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
-        return Err(fail("malformed number"));
-    }
-    let mut nanos: u128 = 0;
-    if !whole.is_empty() {
-        let whole: u128 = whole.parse().map_err(|_| fail("number too large"))?;
-        nanos = whole
-            .checked_mul(nanos_per_unit)
-            .ok_or_else(|| fail("number too large"))?;
-    }
-    // Each fractional digit contributes digit × unit / 10^k; stop once below one nanosecond.
-    let mut scale = nanos_per_unit;
-    for digit in fraction.bytes() {
-        scale /= 10;
-        if scale == 0 {
-            break;
-        }
-        nanos += u128::from(digit - b'0') * scale;
-    }
-    let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| fail("number too large"))?;
-    // The remainder is below 10^9, so it fits in u32.
-    let sub = (nanos % 1_000_000_000) as u32;
-    Ok(Duration::new(secs, sub))
 }
 
 /// `deserialize_with` for duration fields. The error is raised inside the visitor so that the
@@ -1428,7 +1798,7 @@ fn deserialize_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Du
     impl Visitor<'_> for DurationVisitor {
         type Value = Duration;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a duration such as `500ms`, `2s`, `1.5s` or `2m`")
+            f.write_str("a duration such as `500ms`, `2s`, `1.5s` or `1m 30s`")
         }
         fn visit_str<E: de::Error>(self, s: &str) -> Result<Duration, E> {
             parse_duration(s).map_err(E::custom)
@@ -1450,12 +1820,21 @@ mod tests {
             ("0.5ms", Duration::from_micros(500)),
             (" 2s ", Duration::from_secs(2)),
             ("1.25s", Duration::from_millis(1250)),
-            (".5s", Duration::from_millis(500)),
-            ("3.s", Duration::from_secs(3)),
+            ("0.5s", Duration::from_millis(500)),
             ("1.5m", Duration::from_secs(90)),
             ("2h", Duration::from_secs(7200)),
             ("0s", Duration::ZERO),
-            ("1.0000000001s", Duration::from_secs(1)),
+            ("1.000000001s", Duration::new(1, 1)),
+            // Combined units and long forms.
+            ("1m 30s", Duration::from_secs(90)),
+            ("1h30m", Duration::from_secs(5400)),
+            ("1s 500ms", Duration::from_millis(1500)),
+            ("1sec", Duration::from_secs(1)),
+            ("1 s", Duration::from_secs(1)),
+            ("2min", Duration::from_secs(120)),
+            ("1d", Duration::from_secs(86_400)),
+            // A bare zero needs no unit.
+            ("0", Duration::ZERO),
         ];
         for (input, expected) in cases {
             assert_eq!(parse_duration(input), Ok(expected), "input={input:?}");
@@ -1464,21 +1843,31 @@ mod tests {
 
     #[test]
     fn parse_duration_rejects_malformed_input_without_panicking() {
-        for input in [
-            "",
-            "s",
-            "fast",
-            "10",
-            "1.2.3s",
-            "-1s",
-            "1 s",
-            "1sec",
-            "1e3ms",
-            ".s",
-            "99999999999999999999999999999999999999999h",
-            "18446744073709551616s",
+        for (input, reason) in [
+            ("", "empty"),
+            ("   ", "empty"),
+            ("s", "expected a number"),
+            ("fast", "expected a number"),
+            ("10", "missing unit"),
+            ("1.2.3s", "unexpected `.`"),
+            ("-1s", "expected a number, found `-`"),
+            ("1e3ms", "unknown unit `e`"),
+            ("1parsec", "unknown unit `parsec`"),
+            (".s", "digits on both sides"),
+            (".5s", "digits on both sides"),
+            ("3.s", "digits on both sides"),
+            ("1,5s", "unexpected `,`"),
+            ("99999999999999999999999999999999999999999h", "too large"),
+            ("18446744073709551616s", "too large"),
+            ("18446744073709551615h", "too large"),
+            // Below a nanosecond.
+            ("0.0000000001s", "finer than 1ns"),
+            ("1.0000000001s", "finer than 1ns"),
+            ("0.5ns", "finer than 1ns"),
         ] {
-            assert!(parse_duration(input).is_err(), "input={input:?}");
+            let err = parse_duration(input).unwrap_err().to_string();
+            assert!(err.contains(reason), "input={input:?} err={err}");
+            assert!(err.contains("`1m 30s`"), "input={input:?} err={err}");
         }
     }
 
@@ -1494,6 +1883,34 @@ mod tests {
         assert_eq!((a.host(), a.port(), a.is_tls()), ("h.example", 6380, true));
         assert_eq!(a.username(), Some("u"));
         assert_eq!(a.password().unwrap().expose(), "p");
+        let a: NodeAddr = "redis://cache.internal:7001/".parse().unwrap();
+        assert_eq!((a.host(), a.port()), ("cache.internal", 7001));
+        let a: NodeAddr = " node-3:7002 ".parse().unwrap();
+        assert_eq!((a.host(), a.port()), ("node-3", 7002));
+        let a: NodeAddr = "redis://[2001:db8::7]:7003".parse().unwrap();
+        assert_eq!(
+            (a.host(), a.to_string().as_str()),
+            ("2001:db8::7", "[2001:db8::7]:7003")
+        );
+    }
+
+    #[test]
+    fn node_addr_decodes_percent_escaped_credentials() {
+        let a: NodeAddr = "redis://us%20er:p%40ss%3Aw%2Fd@h:1".parse().unwrap();
+        assert_eq!(a.username(), Some("us er"));
+        assert_eq!(a.password().unwrap().expose(), "p@ss:w/d");
+        // An unescaped `@` or `:` in the password: the last `@` ends the credentials and the
+        // first `:` separates the user name.
+        let a: NodeAddr = "redis://u:p@ss:x@h:1".parse().unwrap();
+        assert_eq!(a.username(), Some("u"));
+        assert_eq!(a.password().unwrap().expose(), "p@ss:x");
+        let a: NodeAddr = "redis://:pw%C3%A9@h:1".parse().unwrap();
+        assert_eq!(
+            (a.username(), a.password().unwrap().expose()),
+            (None, "pwé")
+        );
+        let a: NodeAddr = "redis://writer@h:1".parse().unwrap();
+        assert_eq!((a.username(), a.password()), (Some("writer"), None));
     }
 
     #[test]
@@ -1502,14 +1919,23 @@ mod tests {
             ("127.0.0.1", "missing `:port`"),
             ("127.0.0.1:0", "port must be"),
             ("127.0.0.1:99999", "port must be"),
+            ("127.0.0.1:x", "port must be"),
             ("::1:7000", "brackets"),
+            ("redis://::1:7000", "brackets"),
             ("[::1:7000", "missing `]`"),
             ("[nothost]:7000", "not an IPv6"),
             ("http://h:1", "unsupported scheme"),
             ("redis://h:1/3", "database 0"),
+            ("redis://h:1/0/x", "database 0"),
+            ("redis://h:1?db=3", "query"),
             ("redis://:7000", "missing host"),
+            ("redis://", "missing host"),
             ("u:p@h:1", "need a redis:// URL"),
+            ("h:1/0", "need a redis:// URL"),
             ("redis://u:%zz@h:1", "%-escape"),
+            ("redis://%ff:p@h:1", "%-escape"),
+            ("redis://h\tx:1", "whitespace"),
+            ("h x:1", "whitespace"),
         ] {
             let err = input.parse::<NodeAddr>().unwrap_err().to_string();
             assert!(err.contains(reason), "input={input:?} err={err}");
@@ -1558,5 +1984,71 @@ mod tests {
         assert_eq!(c.backpressure_limit(), 10);
         c.backpressure.threshold_percent = 55;
         assert_eq!(c.backpressure_limit(), 6);
+        assert_eq!(c.backpressure_limit_for(0), 1);
+        let max_limit = (usize::MAX as u128 * 55).div_ceil(100);
+        assert_eq!(c.backpressure_limit_for(usize::MAX) as u128, max_limit);
+        c.backpressure.enabled = false;
+        assert_eq!(c.backpressure_limit_for(7), 7);
+        assert_eq!(c.backpressure_limit(), 10);
+    }
+
+    #[test]
+    fn backpressure_byte_limit_follows_the_threshold() {
+        let mut c = Config::default();
+        c.backpressure.max_pending_bytes = 1000;
+        c.backpressure.threshold_percent = 1;
+        assert_eq!(c.backpressure_byte_limit(), 10);
+        c.backpressure.threshold_percent = 33;
+        assert_eq!(c.backpressure_byte_limit(), 330);
+        c.backpressure.max_pending_bytes = 1001;
+        assert_eq!(c.backpressure_byte_limit(), 331);
+        c.backpressure.max_pending_bytes = MAX_PENDING_BYTES;
+        c.backpressure.threshold_percent = 100;
+        assert_eq!(c.backpressure_byte_limit(), MAX_PENDING_BYTES);
+        c.backpressure.max_pending_bytes = u64::MAX;
+        assert_eq!(c.backpressure_byte_limit(), u64::MAX);
+        c.backpressure.enabled = false;
+        c.backpressure.max_pending_bytes = 4096;
+        assert_eq!(c.backpressure_byte_limit(), 4096);
+    }
+
+    #[test]
+    fn master_capacity_shares_the_cluster_total_by_slots() {
+        let mut c = Config::default();
+        c.shard_config.total_shards = 4;
+        c.shard_config.ring_buffer_capacity = 1000;
+        assert_eq!(c.master_capacity(16_384), 4000);
+        assert_eq!(c.master_capacity(8192), 2000);
+        assert_eq!(c.master_capacity(8193), 2001); // rounded up
+        assert_eq!(c.master_capacity(4096), 1000);
+        assert_eq!(c.master_capacity(100), 1000); // never below ring_buffer_capacity
+        assert_eq!(c.master_capacity(0), 1000);
+        assert_eq!(c.master_capacity(usize::MAX), 4000); // slots beyond 16384 do not count
+                                                         // Any split of the slots adds up to about total_shards × ring_buffer_capacity.
+        let split = [5461, 5462, 5461];
+        let total: usize = split.iter().map(|&n| c.master_capacity(n)).sum();
+        assert!((4000..4000 + split.len()).contains(&total), "{total}");
+
+        c.shard_config.total_shards = SLOT_COUNT;
+        c.shard_config.ring_buffer_capacity = MAX_RING_BUFFER_CAPACITY;
+        assert_eq!(
+            c.master_capacity(16_384),
+            MAX_RING_BUFFER_CAPACITY * SLOT_COUNT as usize
+        );
+        c.shard_config.ring_buffer_capacity = usize::MAX;
+        assert_eq!(c.master_capacity(16_384), usize::MAX); // saturates
+    }
+
+    #[test]
+    fn io_threads_resolves_auto_within_its_bounds() {
+        let mut c = Config::default();
+        let auto = c.io_threads();
+        assert!((1..=AUTO_IO_THREADS_MAX).contains(&auto), "{auto}");
+        let expected = std::thread::available_parallelism().map_or(1, |n| n.get() / 2);
+        assert_eq!(auto, expected.clamp(1, AUTO_IO_THREADS_MAX));
+        c.redis_pool.io_threads = MAX_IO_THREADS;
+        assert_eq!(c.io_threads(), MAX_IO_THREADS);
+        c.redis_pool.io_threads = 1;
+        assert_eq!(c.io_threads(), 1);
     }
 }

@@ -41,19 +41,76 @@ fn shipped_template_parses_to_the_defaults_plus_its_seed_nodes() {
     assert_eq!(config, expected);
 }
 
+/// Every key each section of the template sets, as it should: the template documents every key
+/// with its default. (`auth` and `tls` keep their optional keys in comments.)
+#[test]
+fn shipped_template_sets_every_key() {
+    let text = std::fs::read_to_string(template_path()).unwrap();
+    let yaml: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let keys = |section: &str| -> Vec<String> {
+        match &yaml[section] {
+            serde_norway::Value::Mapping(map) => {
+                map.keys().map(|k| k.as_str().unwrap().to_owned()).collect()
+            }
+            serde_norway::Value::Null => Vec::new(),
+            other => panic!("{section} is {other:?}"),
+        }
+    };
+    let expected: [(&str, &[&str]); 9] = [
+        (
+            "shard_config",
+            &["total_shards", "ring_buffer_capacity", "routing_algorithm"],
+        ),
+        (
+            "redis_pool",
+            &[
+                "io_threads",
+                "idle_timeout",
+                "dial_timeout",
+                "read_timeout",
+                "write_timeout",
+            ],
+        ),
+        (
+            "backpressure",
+            &[
+                "enabled",
+                "threshold_percent",
+                "max_pending_bytes",
+                "fallback_strategy",
+            ],
+        ),
+        ("tcp_tuning", &["so_rcvbuf", "so_sndbuf", "tcp_nodelay"]),
+        ("ack", &["replicas", "timeout"]),
+        ("batching", &["max_batch", "pipeline_depth", "p95_budget"]),
+        ("commit", &["timeout"]),
+        ("auth", &[]),
+        ("tls", &["enabled"]),
+    ];
+    for (section, want) in expected {
+        assert_eq!(keys(section), want, "keys of `{section}` in the template");
+    }
+    for key in ["max_idle", "max_active"] {
+        assert!(
+            !text.contains(&format!("{key}:")),
+            "the template still sets {key}"
+        );
+    }
+}
+
 #[test]
 fn defaults_are_the_templates_values() {
     let c = Config::default();
     assert_eq!(c.shard_config.total_shards, 64);
     assert_eq!(c.shard_config.ring_buffer_capacity, 4096);
-    assert_eq!(c.redis_pool.max_idle, 16);
-    assert_eq!(c.redis_pool.max_active, 64);
+    assert_eq!(c.redis_pool.io_threads, 0);
     assert_eq!(c.redis_pool.idle_timeout, Duration::from_secs(300));
     assert_eq!(c.redis_pool.dial_timeout, Duration::from_secs(2));
     assert_eq!(c.redis_pool.read_timeout, Duration::from_millis(500));
     assert_eq!(c.redis_pool.write_timeout, Duration::from_millis(500));
     assert!(c.backpressure.enabled);
     assert_eq!(c.backpressure.threshold_percent, 80);
+    assert_eq!(c.backpressure.max_pending_bytes, 67_108_864);
     assert_eq!(
         c.backpressure.fallback_strategy,
         FallbackStrategy::DropOldest
@@ -64,6 +121,8 @@ fn defaults_are_the_templates_values() {
     assert!(c.nodes.is_empty());
     assert_eq!(c.ack.replicas, 0);
     assert_eq!(c.batching.max_batch, 512);
+    assert_eq!(c.batching.pipeline_depth, 4);
+    assert_eq!(c.batching.p95_budget, Duration::from_millis(15));
     assert_eq!(c.commit.timeout, Duration::from_secs(1));
     c.validate().unwrap();
 }
@@ -253,12 +312,185 @@ fn commit_timeout_must_outlast_wait() {
 }
 
 #[test]
-fn max_idle_above_max_active_is_rejected() {
-    expect_error(
-        "redis_pool:\n  max_idle: 10\n  max_active: 5\n",
-        "redis_pool.max_idle",
-        "max_active",
+fn removed_pool_keys_are_rejected_with_the_reason() {
+    for key in ["max_idle", "max_active"] {
+        let err = expect_error(
+            &format!("redis_pool:\n  idle_timeout: 60s\n  {key}: 16\n"),
+            &format!("redis_pool.{key}"),
+            "has been removed",
+        );
+        assert_eq!(err.key(), Some(format!("redis_pool.{key}").as_str()));
+        let text = err.to_string();
+        assert!(
+            text.contains("one pipelined connection per master"),
+            "{text}"
+        );
+        assert!(text.contains("redis_pool.io_threads"), "{text}");
+        assert!(text.contains("delete the key"), "{text}");
+        assert!(
+            matches!(err, ConfigError::Parse { line: Some(3), .. }),
+            "{err:?}"
+        );
+        // Whatever the value, even one of the wrong type.
+        expect_error(
+            &format!("redis_pool: {{ {key}: [1, 2] }}"),
+            &format!("redis_pool.{key}"),
+            "has been removed",
+        );
+    }
+    // An unknown key's error lists only the keys that exist.
+    let err = expect_error(
+        "redis_pool:\n  max_open: 16\n",
+        "redis_pool: unknown field `max_open`",
+        "expected one of `io_threads`, `idle_timeout`, `dial_timeout`, `read_timeout`, \
+         `write_timeout`",
     );
+    assert!(!err.to_string().contains("max_idle"), "{err}");
+    expect_error(
+        "redis_pool:\n  io_threads: 1\n  io_threads: 2\n",
+        "redis_pool",
+        "duplicate field `io_threads`",
+    );
+    // The old template's pair, as an upgraded file would still have it.
+    expect_error(
+        "redis_pool:\n  max_idle: 16\n  max_active: 64\n",
+        "redis_pool.max_idle",
+        "delete the key",
+    );
+}
+
+#[test]
+fn io_threads_bounds() {
+    for n in [0, 1, 4, 64] {
+        let c = Config::from_yaml_str(&format!("redis_pool: {{ io_threads: {n} }}")).unwrap();
+        assert_eq!(c.redis_pool.io_threads, n);
+        assert!(c.io_threads() >= 1);
+        if n > 0 {
+            assert_eq!(c.io_threads(), n);
+        }
+    }
+    let err = expect_error(
+        "redis_pool:\n  io_threads: 65\n",
+        "redis_pool.io_threads",
+        "65 is out of range (allowed 0..=64)",
+    );
+    assert_eq!(err.key(), Some("redis_pool.io_threads"));
+    expect_error(
+        "redis_pool:\n  io_threads: -1\n",
+        "redis_pool.io_threads",
+        "invalid",
+    );
+}
+
+#[test]
+fn io_threads_auto_is_half_the_machine_within_1_to_4() {
+    let c = Config::default();
+    let half = std::thread::available_parallelism().map_or(1, |n| n.get() / 2);
+    assert_eq!(c.io_threads(), half.clamp(1, 4));
+}
+
+#[test]
+fn pipeline_depth_bounds() {
+    for n in [1, 4, 64] {
+        let c = Config::from_yaml_str(&format!("batching: {{ pipeline_depth: {n} }}")).unwrap();
+        assert_eq!(c.batching.pipeline_depth, n);
+    }
+    for n in [0, 65] {
+        let err = expect_error(
+            &format!("batching:\n  pipeline_depth: {n}\n"),
+            "batching.pipeline_depth",
+            &format!("{n} is out of range (allowed 1..=64)"),
+        );
+        assert_eq!(err.key(), Some("batching.pipeline_depth"));
+    }
+}
+
+#[test]
+fn max_pending_bytes_bounds() {
+    for n in [1024u64, 67_108_864, 1 << 40] {
+        let c =
+            Config::from_yaml_str(&format!("backpressure: {{ max_pending_bytes: {n} }}")).unwrap();
+        assert_eq!(c.backpressure.max_pending_bytes, n);
+    }
+    for n in [0u64, 1023, (1 << 40) + 1] {
+        let err = expect_error(
+            &format!("backpressure:\n  max_pending_bytes: {n}\n"),
+            "backpressure.max_pending_bytes",
+            &format!("{n} is out of range (allowed 1024..=1099511627776)"),
+        );
+        assert_eq!(err.key(), Some("backpressure.max_pending_bytes"));
+    }
+    expect_error(
+        "backpressure:\n  max_pending_bytes: 64MiB\n",
+        "backpressure.max_pending_bytes",
+        "invalid type",
+    );
+}
+
+#[test]
+fn backpressure_byte_limit_is_the_threshold_of_max_pending_bytes() {
+    let c = Config::from_yaml_str(
+        "backpressure: { max_pending_bytes: 1000000, threshold_percent: 75 }",
+    )
+    .unwrap();
+    assert_eq!(c.backpressure_byte_limit(), 750_000);
+    let c = Config::from_yaml_str("backpressure: { max_pending_bytes: 1000000, enabled: false }")
+        .unwrap();
+    assert_eq!(c.backpressure_byte_limit(), 1_000_000);
+}
+
+#[test]
+fn master_capacity_and_its_backpressure_limit() {
+    let c = Config::from_yaml_str(
+        "shard_config: { total_shards: 16, ring_buffer_capacity: 1000 }\n\
+         backpressure: { threshold_percent: 50 }",
+    )
+    .unwrap();
+    // One master with every slot holds the whole cluster's 16 × 1000.
+    assert_eq!(c.master_capacity(16_384), 16_000);
+    // Three masters (the usual split) share it, each rounded up.
+    let caps = [5461, 5462, 5461].map(|slots| c.master_capacity(slots));
+    assert_eq!(caps, [5334, 5334, 5334]);
+    // A master with fewer slots than one shard still gets a shard's worth.
+    assert_eq!(c.master_capacity(10), 1000);
+    assert_eq!(c.backpressure_limit_for(5334), 2667);
+    assert_eq!(c.backpressure_limit(), 500); // of ring_buffer_capacity, as before
+}
+
+#[test]
+fn zero_idle_timeout_is_rejected() {
+    expect_error(
+        "redis_pool:\n  idle_timeout: 0s\n",
+        "redis_pool.idle_timeout",
+        "longer than zero",
+    );
+}
+
+#[test]
+fn durations_take_one_or_more_units() {
+    let c = Config::from_yaml_str(
+        "redis_pool:\n  idle_timeout: 1m 30s\n  dial_timeout: 1.5s\n  read_timeout: 250ms\n  \
+         write_timeout: 1s 500ms\nbatching:\n  p95_budget: 2500us\ncommit:\n  timeout: 2min\n",
+    )
+    .unwrap();
+    assert_eq!(c.redis_pool.idle_timeout, Duration::from_secs(90));
+    assert_eq!(c.redis_pool.dial_timeout, Duration::from_millis(1500));
+    assert_eq!(c.redis_pool.read_timeout, Duration::from_millis(250));
+    assert_eq!(c.redis_pool.write_timeout, Duration::from_millis(1500));
+    assert_eq!(c.batching.p95_budget, Duration::from_micros(2500));
+    assert_eq!(c.commit.timeout, Duration::from_secs(120));
+}
+
+#[test]
+fn fractions_need_a_digit_on_each_side_of_the_point() {
+    // Accepted by earlier versions, rejected now: write `0.5s` (or `500ms`) and `3s`.
+    for value in [".5s", "3.s"] {
+        expect_error(
+            &format!("redis_pool:\n  dial_timeout: {value}\n"),
+            "redis_pool.dial_timeout",
+            "digits on both sides",
+        );
+    }
 }
 
 #[test]
