@@ -37,13 +37,13 @@ use crate::route::{QueueSizing, Routes};
 /// ```
 pub struct Client {
     shared: Arc<Shared>,
-    io_threads: Vec<JoinHandle<()>>,
+    io_threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("io_threads", &self.io_threads.len())
+            .field("io_threads", &self.shared.notifiers.len())
             .field("routes", &*self.shared.routes.load())
             .finish_non_exhaustive()
     }
@@ -84,7 +84,7 @@ impl Client {
             .map_err(|e| Error::Topology(e.to_string()))?;
         let conn_opts = ConnOptions::from_config(&config);
         let map = crate::refresh::fetch(config.nodes.iter().cloned(), &conn_opts)?;
-        let io_threads = 1;
+        let io_threads = config.io_threads();
         let routes = Routes::new(map, QueueSizing::from_config(&config, io_threads));
         let io_err = |what: &str, source| Error::Io {
             addr: what.to_owned(),
@@ -109,9 +109,9 @@ impl Client {
             conn_opts,
             config,
         });
-        let mut client = Client {
+        let client = Client {
             shared: Arc::clone(&shared),
-            io_threads: Vec::with_capacity(io_threads),
+            io_threads: std::sync::Mutex::new(Vec::with_capacity(io_threads)),
         };
         for (id, poll) in polls.into_iter().enumerate() {
             let shared = Arc::clone(&shared);
@@ -119,7 +119,11 @@ impl Client {
                 .name(format!("slotline-io-{id}"))
                 .spawn(move || crate::engine::io::run(id, shared, poll))
                 .map_err(|e| io_err("I/O thread", e))?;
-            client.io_threads.push(handle);
+            client
+                .io_threads
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(handle);
         }
         let refresh = Arc::clone(&shared);
         thread::Builder::new()
@@ -226,20 +230,21 @@ impl Client {
     /// Stops the client: new calls fail with [`CommitError::Closed`], writes still queued
     /// fail with it too, and writes already sent get a short grace (200 ms) for their replies
     /// before they fail with [`CommitError::ConnectionLost`]. Returns once the I/O threads
-    /// have stopped, so it blocks for at most that grace plus a little. Dropping the client
-    /// does the same.
+    /// have stopped, so it blocks for at most that grace plus a little. Calling it again does
+    /// nothing; dropping the client does the same.
     ///
     /// # Examples
     ///
     /// ```no_run
     /// # let client: slotline_client::Client = unimplemented!();
     /// client.close();
+    /// assert_eq!(client.commit(b"k", b"v"), Err(slotline_client::CommitError::Closed));
     /// ```
-    pub fn close(mut self) {
+    pub fn close(&self) {
         self.stop();
     }
 
-    fn stop(&mut self) {
+    fn stop(&self) {
         let _ = self.shared.state.compare_exchange(
             RUNNING,
             CLOSING,
@@ -247,7 +252,13 @@ impl Client {
             Ordering::SeqCst,
         );
         self.shared.wake_all();
-        for handle in self.io_threads.drain(..) {
+        let handles = std::mem::take(
+            &mut *self
+                .io_threads
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for handle in handles {
             let _ = handle.join();
         }
     }

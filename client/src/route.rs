@@ -144,54 +144,26 @@ impl RouteTable {
 /// What a new master's queue is sized by.
 #[derive(Clone, Debug)]
 pub(crate) struct QueueSizing {
-    ring_buffer_capacity: usize,
-    total_shards: usize,
-    threshold_percent: usize,
-    backpressure: bool,
-    max_pending_bytes: u64,
+    config: Config,
     io_threads: usize,
 }
 
 impl QueueSizing {
     pub(crate) fn from_config(config: &Config, io_threads: usize) -> QueueSizing {
         QueueSizing {
-            ring_buffer_capacity: config.shard_config.ring_buffer_capacity,
-            total_shards: config.shard_config.total_shards as usize,
-            threshold_percent: config.backpressure.threshold_percent as usize,
-            backpressure: config.backpressure.enabled,
-            max_pending_bytes: 64 << 20,
+            config: config.clone(),
             io_threads: io_threads.max(1),
         }
     }
 
-    /// Ring capacity for a master serving `owned_slots` slots: its share of
-    /// `total_shards × ring_buffer_capacity`, and at least `ring_buffer_capacity`.
-    pub(crate) fn capacity(&self, owned_slots: usize) -> usize {
-        let total = self.ring_buffer_capacity.saturating_mul(self.total_shards);
-        let share = total
-            .saturating_mul(owned_slots)
-            .div_ceil(usize::from(SLOT_COUNT));
-        share.max(self.ring_buffer_capacity)
-    }
-
-    fn line<T: Into<u128> + TryFrom<u128>>(&self, capacity: T) -> T {
-        let capacity: u128 = capacity.into();
-        let line = if self.backpressure {
-            (capacity * self.threshold_percent as u128 / 100).max(1)
-        } else {
-            capacity
-        };
-        T::try_from(line).unwrap_or_else(|_| unreachable!("a percentage of a value fits its type"))
-    }
-
     fn queue(&self, addr: Addr, owned_slots: usize, io: usize) -> Arc<MasterQueue> {
-        let capacity = self.capacity(owned_slots);
+        let capacity = self.config.master_capacity(owned_slots);
         Arc::new(MasterQueue {
             addr,
             ring: Ring::new(capacity),
-            limit: self.line(capacity as u64) as usize,
+            limit: self.config.backpressure_limit_for(capacity),
             bytes: AtomicU64::new(0),
-            byte_limit: self.line(self.max_pending_bytes),
+            byte_limit: self.config.backpressure_byte_limit(),
             io: io % self.io_threads,
             last_reply_ms: AtomicU64::new(0),
         })

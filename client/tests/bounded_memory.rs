@@ -1,9 +1,10 @@
 //! Under load against paused masters, the client's memory stays flat while callers get
-//! backpressure errors: every pending write waits in a fixed-size ring or a writer's batch.
+//! backpressure errors: every pending write waits in a fixed-size ring or a link's window.
 //!
 //! Alone in its own test binary so that the process's RSS is this test's.
 #![cfg(not(feature = "loom"))]
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -20,8 +21,8 @@ use fault_support::rss_kib;
 fn memory_stays_flat_while_paused_masters_push_back() {
     let cluster = LocalCluster::start().unwrap_or_else(|e| panic!("local cluster: {e}"));
     let mut config = cluster.config();
-    // Few slots for pending writes, so that 32 callers overrun them: one shard, a ring of 16
-    // with the line at 80 % (12), batches of 4.
+    // Few slots for pending writes: one shard's worth of ring (16, line at 80 %) per master,
+    // batches of 4.
     config.shard_config.total_shards = 1;
     config.shard_config.ring_buffer_capacity = 16;
     config.batching.max_batch = 4;
@@ -31,10 +32,14 @@ fn memory_stays_flat_while_paused_masters_push_back() {
     let client = Arc::new(Client::connect(config).expect("connect"));
     client.commit(b"warm", b"up").expect("warm-up commit");
 
+    // Open-loop callers: each issues `commit_async` futures without waiting for them, polls
+    // each once (which queues it or has it refused at once) and keeps the pending ones,
+    // polling them again now and then. With a bounded client the pending set is bounded by
+    // the queues; an unbounded queue anywhere would show as growing memory here.
     let stop = Arc::new(AtomicBool::new(false));
     let rejected = Arc::new(AtomicU64::new(0));
     let value = vec![b'x'; 512];
-    let callers: Vec<_> = (0..32)
+    let callers: Vec<_> = (0..4)
         .map(|t| {
             let (client, stop, rejected, value) = (
                 Arc::clone(&client),
@@ -43,15 +48,30 @@ fn memory_stays_flat_while_paused_masters_push_back() {
                 value.clone(),
             );
             thread::spawn(move || {
+                let waker = std::task::Waker::noop();
+                let mut cx = std::task::Context::from_waker(waker);
+                let mut pending: Vec<slotline_client::CommitFuture> = Vec::new();
+                let check = |result: std::task::Poll<Result<(), CommitError>>| match result {
+                    std::task::Poll::Ready(Err(CommitError::Rejected)) => {
+                        rejected.fetch_add(1, Ordering::Relaxed);
+                        true
+                    }
+                    std::task::Poll::Ready(Ok(()) | Err(CommitError::DeadlineExceeded { .. })) => {
+                        true
+                    }
+                    std::task::Poll::Ready(Err(e)) => panic!("unexpected outcome {e:?}"),
+                    std::task::Poll::Pending => false,
+                };
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let key = format!("mem:{{{t}-{i}}}");
-                    match client.commit(key.as_bytes(), &value) {
-                        Err(CommitError::Rejected) => {
-                            rejected.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(()) | Err(CommitError::DeadlineExceeded { .. }) => {}
-                        Err(e) => panic!("unexpected outcome {e:?}"),
+                    let mut fut = client.commit_async(key.as_bytes(), &value);
+                    if !check(std::pin::Pin::new(&mut fut).poll(&mut cx)) {
+                        pending.push(fut);
+                    }
+                    if i % 64 == 0 {
+                        pending.retain_mut(|f| !check(std::pin::Pin::new(f).poll(&mut cx)));
+                        thread::yield_now();
                     }
                     i += 1;
                 }

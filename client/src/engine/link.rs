@@ -258,7 +258,7 @@ impl Link {
     }
 
     fn window_ops(cx: &Cx<'_>) -> usize {
-        cx.shared.config.batching.max_batch * cx.shared.pipeline_depth()
+        cx.shared.config.batching.max_batch * cx.shared.config.batching.pipeline_depth
     }
 
     /// Whether the link would do something if driven now (for the I/O thread's last look
@@ -269,7 +269,7 @@ impl Link {
             _ if self.retired => queued,
             State::Ready => {
                 queued
-                    && self.batches < cx.shared.pipeline_depth()
+                    && self.batches < cx.shared.config.batching.pipeline_depth
                     && self.retry.len() + self.in_flight < Self::window_ops(cx)
             }
             State::Down { retry_at } => queued && retry_at <= cx.now,
@@ -491,7 +491,7 @@ impl Link {
 
     /// Takes ops while the window has room: due retries, the held head, then the ring.
     fn admit(&mut self, cx: &mut Cx<'_>) {
-        let depth = cx.shared.pipeline_depth();
+        let depth = cx.shared.config.batching.pipeline_depth;
         let window = Self::window_ops(cx);
         let wait = cx.shared.config.ack.replicas > 0;
         while self.batches < depth && matches!(self.state, State::Ready) {

@@ -82,11 +82,6 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Pipelined batches one link may have in flight (`batching.pipeline_depth`).
-    pub(crate) fn pipeline_depth(&self) -> usize {
-        4
-    }
-
     /// The client's state, `SeqCst` (it pairs with pushes, see the module docs).
     pub(crate) fn state(&self) -> u8 {
         self.state.load(Ordering::SeqCst)

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use slotline_client::conn::{Conn, ConnOptions};
 use slotline_client::local::{LocalCluster, Role};
 use slotline_client::{Client, CommitError, NodeAddr};
-use slotline_router::{key_slot, Redirect, RedirectKind, ShardMap, Slot};
+use slotline_router::{key_slot, Redirect, RedirectKind};
 
 /// `SLOTLINE_SOAK_SECS`, when set: how long a soak variant runs.
 pub fn soak_secs(default: u64) -> Duration {
@@ -632,16 +632,9 @@ pub fn masters_by_slot(map: &[u16]) -> Vec<(u16, usize)> {
     out
 }
 
-/// `n` keys `<prefix>{<i>}` that the master on `port` serves and whose logical shard (of the
-/// default 64) that master's writer drains: the shard's first slot is on it too. (Keys in a
-/// shard that straddles two masters are drained by the writer of the shard's first slot, so
-/// they would wait on the other master.)
+/// `n` keys `<prefix>{<i>}` that the master on `port` serves.
 pub fn keys_on(map: &[u16], port: u16, prefix: &str, n: usize) -> Vec<Vec<u8>> {
-    let drained_by = shard_owner_map(map, ShardMap::default());
-    keys_where(prefix, n, |slot| {
-        let s = usize::from(slot);
-        map[s] == port && drained_by[s] == port
-    })
+    keys_where(prefix, n, |slot| map[usize::from(slot)] == port)
 }
 
 /// `n` keys `<prefix>{<i>}` whose slots pass `pick`.
@@ -657,18 +650,6 @@ pub fn keys_where(prefix: &str, n: usize, pick: impl Fn(u16) -> bool) -> Vec<Vec
         assert!(i < 10_000_000, "no keys found for {prefix}");
     }
     keys
-}
-
-/// For each slot, the port of the master serving the first slot of the slot's logical shard:
-/// the master whose writer drains that shard's ring.
-pub fn shard_owner_map(map: &[u16], shards: ShardMap) -> Vec<u16> {
-    (0..16384u16)
-        .map(|slot| {
-            let shard = shards.shard_of(Slot::new(slot).expect("slot in range"));
-            let first = shards.slots(shard).expect("shard in range").start();
-            map[usize::from(first.get())]
-        })
-        .collect()
 }
 
 /// The node `i`'s `CLUSTER MYID`.

@@ -1,0 +1,202 @@
+//! The engine's promises that need no fault schedule: every op resolves by its deadline
+//! whether or not its future is polled, `close()` answers every caller, and a panic in an I/O
+//! thread fails every pending and later write instead of hanging it.
+#![cfg(not(feature = "loom"))]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use slotline_client::local::LocalCluster;
+use slotline_client::{Client, CommitError, Config};
+
+fn cluster() -> LocalCluster {
+    LocalCluster::start().unwrap_or_else(|e| panic!("cannot start a local Redis Cluster: {e}"))
+}
+
+/// Counts wake-ups; never polls anything itself.
+struct CountingWaker(AtomicUsize, thread::Thread);
+
+impl Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        self.1.unpark();
+    }
+}
+
+/// Polls `fut` only when its waker was called (a strict executor: a future that forgets to
+/// wake hangs here until `limit`, and the test fails).
+fn block_on_woken<F: Future + Unpin>(mut fut: F, limit: Duration) -> Option<F::Output> {
+    let waker_state = Arc::new(CountingWaker(AtomicUsize::new(0), thread::current()));
+    let waker = Waker::from(Arc::clone(&waker_state));
+    let mut cx = Context::from_waker(&waker);
+    let end = Instant::now() + limit;
+    let mut seen = 0;
+    loop {
+        if let Poll::Ready(v) = Pin::new(&mut fut).poll(&mut cx) {
+            return Some(v);
+        }
+        loop {
+            let now = Instant::now();
+            if now >= end {
+                return None;
+            }
+            thread::park_timeout(end - now);
+            let woken = waker_state.0.load(Ordering::SeqCst);
+            if woken != seen {
+                seen = woken;
+                break;
+            }
+        }
+    }
+}
+
+/// Freezes every master (SIGSTOP), runs `f`, and thaws them even if `f` panicked.
+fn with_masters_frozen<T>(cluster: &LocalCluster, f: impl FnOnce() -> T) -> T {
+    let masters: Vec<usize> = cluster.master_indices().collect();
+    for &i in &masters {
+        cluster.pause_node(i).expect("SIGSTOP a master");
+    }
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    for &i in &masters {
+        cluster.resume_node(i).expect("SIGCONT a master");
+    }
+    out.unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+fn config(cluster: &LocalCluster, timeout: Duration) -> Config {
+    let mut config = cluster.config();
+    config.commit.timeout = timeout;
+    config
+}
+
+#[test]
+fn an_async_commit_that_is_never_polled_again_is_woken_at_its_deadline() {
+    let cluster = cluster();
+    let client = Client::connect(config(&cluster, Duration::from_millis(300))).expect("connect");
+    client.commit(b"warm", b"up").expect("warm-up");
+    with_masters_frozen(&cluster, || {
+        let started = Instant::now();
+        let fut = client.commit_async(b"frozen:{1}", b"v");
+        let outcome = block_on_woken(fut, Duration::from_secs(3))
+            .expect("the future was never woken: its deadline went unnoticed");
+        let took = started.elapsed();
+        assert!(
+            matches!(outcome, Err(CommitError::DeadlineExceeded { .. })),
+            "{outcome:?}"
+        );
+        assert!(
+            took < Duration::from_millis(300 + 400),
+            "resolved {took:?} after the call, deadline 300 ms"
+        );
+    });
+}
+
+#[test]
+fn close_answers_every_queued_and_sent_write() {
+    let cluster = cluster();
+    let client =
+        Arc::new(Client::connect(config(&cluster, Duration::from_secs(30))).expect("connect"));
+    client.commit(b"warm", b"up").expect("warm-up");
+    let outcomes = with_masters_frozen(&cluster, || {
+        let callers: Vec<_> = (0..32)
+            .map(|i| {
+                let client = Arc::clone(&client);
+                thread::spawn(move || {
+                    let fut = client.commit_async(format!("close:{{{i}}}").as_bytes(), b"v");
+                    let started = Instant::now();
+                    (block_on_woken(fut, Duration::from_secs(10)), started)
+                })
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(300));
+        let closing = Instant::now();
+        client.close();
+        let close_took = closing.elapsed();
+        assert!(
+            close_took < Duration::from_secs(2),
+            "close took {close_took:?}"
+        );
+        callers
+            .into_iter()
+            .map(|h| h.join().expect("caller"))
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(client.commit(b"later", b"v"), Err(CommitError::Closed));
+    assert_eq!(outcomes.len(), 32);
+    for (outcome, started) in outcomes {
+        let outcome = outcome.expect("a caller was never answered after close()");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        match outcome {
+            Err(CommitError::Closed)
+            | Err(CommitError::ConnectionLost {
+                may_have_been_applied: true,
+            }) => {}
+            other => panic!("unexpected outcome after close: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_panicking_io_thread_fails_pending_and_later_writes_and_shows_in_metrics() {
+    let cluster = cluster();
+    let client =
+        Arc::new(Client::connect(config(&cluster, Duration::from_secs(30))).expect("connect"));
+    client.commit(b"warm", b"up").expect("warm-up");
+    assert!(!client.metrics().client_dead);
+    let pending = with_masters_frozen(&cluster, || {
+        let callers: Vec<_> = (0..8)
+            .map(|i| {
+                let client = Arc::clone(&client);
+                thread::spawn(move || {
+                    let started = Instant::now();
+                    (
+                        client.commit(format!("dead:{{{i}}}").as_bytes(), b"v"),
+                        started.elapsed(),
+                    )
+                })
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(300));
+        client.inject_io_panic();
+        callers
+            .into_iter()
+            .map(|h| h.join().expect("caller"))
+            .collect::<Vec<_>>()
+    });
+    for (outcome, took) in pending {
+        assert!(
+            outcome.is_err(),
+            "a write pending at the panic was acknowledged"
+        );
+        assert!(
+            took < Duration::from_secs(5),
+            "a pending write waited {took:?} (deadline 30 s): the panic left it hanging"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !client.metrics().client_dead {
+        assert!(
+            Instant::now() < deadline,
+            "metrics never reported the dead client"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        client.commit(b"after", b"v"),
+        Err(CommitError::ClientDead {
+            may_have_been_applied: false
+        })
+    );
+    let fut = client.commit_async(b"after", b"v");
+    assert_eq!(
+        block_on_woken(fut, Duration::from_secs(1)),
+        Some(Err(CommitError::ClientDead {
+            may_have_been_applied: false
+        }))
+    );
+}
