@@ -34,9 +34,9 @@ use fault_support::{
     client_pause_write, figure, keys_where, masters_by_slot, ms, node_index, quantile,
     shard_owner_map, slot_map, soak_secs, Event, Kind, Load, Report, Tally, Worker,
 };
-use slotline_client::local::LocalCluster;
 use slotline_client::Client;
 use slotline_router::ShardMap;
+use slotline_testkit::LocalCluster;
 
 fn client_shards(cluster: &LocalCluster) -> usize {
     cluster.config().shard_config.total_shards as usize
