@@ -47,7 +47,8 @@ use std::time::{Duration, Instant};
 
 use redis::cluster::{ClusterClient, ClusterConnection};
 use slotline_client::config::FallbackStrategy;
-use slotline_client::{Client, Config, LocalCluster};
+use slotline_client::{Client, Config};
+use slotline_testkit::LocalCluster;
 
 /// Keys `bench:{0}` .. `bench:{99999}`.
 const KEY_SPACE: usize = 100_000;

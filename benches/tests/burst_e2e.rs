@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use slotline_bench::burst::args::{Args, TraceKind};
 use slotline_bench::burst::{run, DROPPED_AT_STOP};
-use slotline_client::LocalCluster;
+use slotline_testkit::LocalCluster;
 
 fn args(cluster: &LocalCluster, out: &str) -> Args {
     Args {

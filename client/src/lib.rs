@@ -41,8 +41,10 @@
 //!   fixed buffers.
 //! - [`metrics`]: [`Metrics`], per-shard counters and latency histograms, Prometheus text.
 //! - [`error`]: [`Error`] and [`CommitError`].
-//! - `local` (feature `local-cluster`, on by default): [`LocalCluster`] and [`LocalServer`],
-//!   real `redis-server` processes on free loopback ports for tests, benches and demos.
+//!
+//! Real `redis-server` processes on free loopback ports for tests, benches and demos
+//! (`LocalCluster`, `LocalServer`) live in the workspace's unpublished `slotline-testkit`
+//! crate (`client/testkit`), which the examples below use.
 //!
 //! # Retries, and which can apply a write twice
 //!
@@ -73,7 +75,8 @@
 //! # Example
 //!
 //! ```no_run
-//! use slotline_client::{Client, CommitError, Config, LocalCluster};
+//! use slotline_client::{Client, CommitError, Config};
+//! use slotline_testkit::LocalCluster;
 //!
 //! let cluster = LocalCluster::start()?; // 3 masters + 3 replicas on free loopback ports
 //! let mut config = Config::from_yaml_file("geo_shard_client.yaml")?;
@@ -92,7 +95,8 @@
 //!
 //! ```no_run
 //! use std::time::Instant;
-//! use slotline_client::{Config, Conn, ConnOptions, LocalServer, Op};
+//! use slotline_client::{Config, Conn, ConnOptions, Op};
+//! use slotline_testkit::LocalServer;
 //!
 //! let server = LocalServer::start()?;
 //! let config = Config::from_yaml_str("tcp_tuning: { so_sndbuf: 1048576 }")?;
@@ -119,8 +123,6 @@ pub mod config;
 pub mod conn;
 mod engine;
 pub mod error;
-#[cfg(feature = "local-cluster")]
-pub mod local;
 pub mod metrics;
 pub mod op;
 mod refresh;
@@ -132,7 +134,5 @@ pub use conn::tls::{TlsConnector, TlsError};
 pub use conn::{Conn, ConnOptions};
 pub use engine::REFRESH_INTERVAL;
 pub use error::{CommitError, Error};
-#[cfg(feature = "local-cluster")]
-pub use local::{LocalCluster, LocalServer};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use op::{Completion, Op};

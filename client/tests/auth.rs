@@ -2,8 +2,8 @@
 #![cfg(not(feature = "loom"))]
 
 use slotline_client::config::Password;
-use slotline_client::local::LocalCluster;
 use slotline_client::{Client, CommitError, Error};
+use slotline_testkit::LocalCluster;
 
 /// A cluster whose `default` user has a password, plus a `writer` user limited to what the
 /// client needs to write `geo:*` keys.

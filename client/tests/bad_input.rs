@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use slotline_client::conn::Conn;
-use slotline_client::local::LocalCluster;
 use slotline_client::{Client, CommitError, Config, ConfigError};
+use slotline_testkit::LocalCluster;
 
 fn get(cluster: &LocalCluster, key: &[u8]) -> Option<Vec<u8>> {
     let mut opts = slotline_client::ConnOptions::from_config(&cluster.config());

@@ -11,8 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use slotline_client::config::FallbackStrategy;
-use slotline_client::local::LocalCluster;
 use slotline_client::{Client, CommitError};
+use slotline_testkit::LocalCluster;
 
 mod fault_support;
 use fault_support::rss_kib;

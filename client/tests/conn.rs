@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use redis::Value;
 use slotline_client::config::{NodeAddr, Password};
 use slotline_client::conn::{Conn, ConnOptions, Reply};
-use slotline_client::local::LocalServer;
 use slotline_client::Error;
+use slotline_testkit::LocalServer;
 
 fn connect(server: &LocalServer) -> Conn {
     Conn::connect(&server.addr(), &ConnOptions::default()).unwrap()

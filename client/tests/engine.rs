@@ -11,8 +11,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use slotline_client::local::LocalCluster;
 use slotline_client::{Client, CommitError, Config};
+use slotline_testkit::LocalCluster;
 
 fn cluster() -> LocalCluster {
     LocalCluster::start().unwrap_or_else(|e| panic!("cannot start a local Redis Cluster: {e}"))

@@ -5,9 +5,9 @@
 //! parallel would disturb.
 #![cfg(not(feature = "loom"))]
 
-use slotline_client::local::LocalCluster;
 use slotline_client::Client;
 use slotline_router::key_slot;
+use slotline_testkit::LocalCluster;
 
 /// Threads of this process, from `/proc/self/status`.
 fn threads() -> usize {

@@ -29,8 +29,8 @@ use fault_support::{
     client_pause_write, figure, masters_by_slot, metrics_outcomes, ms, node_index, reshard,
     slot_map, soak_secs, totals, wait_slots_served, Load, Rng, Worker,
 };
-use slotline_client::local::{LocalCluster, Role};
 use slotline_client::Client;
+use slotline_testkit::{LocalCluster, Role};
 
 const TEST: &str = "chaos";
 const THREADS: usize = 16;

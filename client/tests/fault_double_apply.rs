@@ -12,9 +12,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use fault_support::{node_index, slot_map};
-use slotline_client::local::LocalCluster;
 use slotline_client::{Client, CommitError};
 use slotline_router::key_slot;
+use slotline_testkit::LocalCluster;
 
 const KEY: &[u8] = b"ctr:{double-apply}";
 

@@ -37,8 +37,8 @@ use fault_support::{
     client_pause_write, figure, keys_on, longest_ok_gap, masters_by_slot, ms, node_index,
     replicas_of, slot_map, soak_secs, totals, Event, Kind, Load, Report, Tally, Worker,
 };
-use slotline_client::local::{LocalCluster, Role};
 use slotline_client::{Client, Config};
+use slotline_testkit::{LocalCluster, Role};
 
 const TEST: &str = "failover";
 /// Committer threads.

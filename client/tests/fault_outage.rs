@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use fault_support::{
     figure, ms, rss_kib, soak_secs, totals, Kind, Load, Report, Tally, Worker, PHASES,
 };
-use slotline_client::local::{LocalCluster, Role};
 use slotline_client::Client;
+use slotline_testkit::{LocalCluster, Role};
 
 const TEST: &str = "outage";
 const THREADS: usize = 16;

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use fault_support::{
     figure, masters_by_slot, ms, node_index, reshard, slot_map, soak_secs, totals, Load, Worker,
 };
-use slotline_client::local::LocalCluster;
 use slotline_client::Client;
+use slotline_testkit::LocalCluster;
 
 const TEST: &str = "reshard";
 const THREADS: usize = 16;

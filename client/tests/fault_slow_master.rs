@@ -32,8 +32,8 @@ use fault_support::{
     client_pause_write, figure, keys_where, masters_by_slot, ms, node_index, quantile, slot_map,
     soak_secs, Event, Kind, Load, Report, Tally, Worker,
 };
-use slotline_client::local::LocalCluster;
 use slotline_client::Client;
+use slotline_testkit::LocalCluster;
 
 const TEST: &str = "slow_master";
 /// The group writing the next master's keys right after the slow master's slot range.

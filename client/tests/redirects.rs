@@ -2,9 +2,9 @@
 //! `CLUSTER SETSLOT ... IMPORTING/MIGRATING`, `MIGRATE`, then `SETSLOT ... NODE`.
 #![cfg(not(feature = "loom"))]
 
-use slotline_client::local::LocalCluster;
 use slotline_client::Client;
 use slotline_router::key_slot;
+use slotline_testkit::LocalCluster;
 
 /// The text of a simple or bulk string reply.
 fn text(reply: slotline_client::conn::Reply) -> String {

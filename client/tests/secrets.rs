@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use slotline_client::config::{Config, NodeAddr, Password};
-use slotline_client::local::{LocalCluster, LocalServer};
 use slotline_client::{Client, Conn, ConnOptions};
+use slotline_testkit::{LocalCluster, LocalServer};
 
 /// The section password, the URL password (percent-escaped in the URL), and wrong ones.
 const AUTH_SECRET: &str = "auth-s3cret-8f2c";

@@ -13,8 +13,8 @@ use rcgen::{
 use redis::Value;
 use slotline_client::config::{Config, NodeAddr, Tls};
 use slotline_client::conn::tls::{TlsConnector, TlsError};
-use slotline_client::local::{LocalCluster, LocalServer, TlsFiles};
 use slotline_client::{Client, Conn, ConnOptions, Error};
+use slotline_testkit::{LocalCluster, LocalServer, TlsFiles};
 
 /// A CA, a certificate it signed for `127.0.0.1` and `localhost` (usable by servers and
 /// clients), and a second CA that signed nothing here, all in a temporary directory.

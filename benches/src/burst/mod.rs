@@ -5,7 +5,7 @@
 //!
 //! 1. **Traces** ([`trace`]): a seeded heavy-tailed trace (or a recorded CSV), and a Poisson
 //!    trace of the same mean and length for contrast.
-//! 2. **Cluster**: a local 3 + 3 Redis Cluster ([`slotline_client::LocalCluster`]) or the
+//! 2. **Cluster**: a local 3 + 3 Redis Cluster ([`slotline_testkit::LocalCluster`]) or the
 //!    `--nodes` given; `FLUSHALL` before every replay.
 //! 3. **Replays** ([`replay`]): each trace through each path, open loop, latency from the
 //!    scheduled time. The sidecar path talks to a proxy process ([`sidecar`]); the slotline
@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use slotline_client::config::FallbackStrategy;
-use slotline_client::{Client, Config, LocalCluster, Op};
+use slotline_client::{Client, Config, Op};
+use slotline_testkit::LocalCluster;
 
 use self::args::{Args, PathKind, TraceKind};
 use self::readback::read_back;

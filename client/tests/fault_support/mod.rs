@@ -12,9 +12,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use slotline_client::conn::{Conn, ConnOptions};
-use slotline_client::local::{LocalCluster, Role};
 use slotline_client::{Client, CommitError, NodeAddr};
 use slotline_router::{key_slot, Redirect, RedirectKind};
+use slotline_testkit::{LocalCluster, Role};
 
 /// `SLOTLINE_SOAK_SECS`, when set: how long a soak variant runs.
 pub fn soak_secs(default: u64) -> Duration {

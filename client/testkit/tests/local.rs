@@ -1,11 +1,10 @@
-#![cfg(not(feature = "loom"))]
 //! `LocalCluster` and `LocalServer` against the real `redis-server`: start, health, node
 //! control, and clean shutdown.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use slotline_client::local::{LocalCluster, LocalServer, Role};
+use slotline_testkit::{LocalCluster, LocalServer, Role};
 
 fn port_answers(port: u16) -> bool {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -123,11 +122,11 @@ fn stopped_node_frees_its_port() {
     assert!(!port_answers(port));
     assert!(matches!(
         cluster.pause_node(0),
-        Err(slotline_client::local::LocalError::NodeNotRunning(0))
+        Err(slotline_testkit::LocalError::NodeNotRunning(0))
     ));
     assert!(matches!(
         cluster.kill_node(9),
-        Err(slotline_client::local::LocalError::NoSuchNode(9))
+        Err(slotline_testkit::LocalError::NoSuchNode(9))
     ));
 }
 

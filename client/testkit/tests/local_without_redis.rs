@@ -1,8 +1,7 @@
-#![cfg(not(feature = "loom"))]
 //! Without `redis-server` on `PATH`, starting a local server or cluster fails with an error
 //! that says how to install it. (Its own test binary: it empties `PATH` for the process.)
 
-use slotline_client::local::{LocalCluster, LocalError, LocalServer};
+use slotline_testkit::{LocalCluster, LocalError, LocalServer};
 
 #[test]
 fn missing_redis_server_says_how_to_install_it() {
