@@ -272,7 +272,7 @@ impl Client {
     }
 
     fn deadline(&self) -> Instant {
-        Instant::now() + self.shared.config.commit.timeout
+        crate::engine::link::after(Instant::now(), self.shared.config.commit.timeout)
     }
 
     /// Pushes `op` into its master's queue by the configured policy, blocking under `block`.

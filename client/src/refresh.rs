@@ -41,6 +41,10 @@ pub(crate) fn run(shared: Arc<Shared>) {
         if shared.state() != RUNNING {
             return;
         }
+        // Host names the I/O threads wait for (they never look one up themselves).
+        for queue in &shared.routes.load_full().masters {
+            queue.resolve();
+        }
         let since = last.elapsed();
         if since < REFRESH_INTERVAL {
             thread::park_timeout(REFRESH_INTERVAL - since);

@@ -37,6 +37,8 @@
 //! drops the queue once no table refers to it any more (`Arc::strong_count` is 1: no caller
 //! can be in the middle of a push, since a caller holds its table while it pushes).
 
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::Thread;
@@ -66,6 +68,9 @@ pub(crate) struct MasterQueue {
     /// When the master last answered anything, in milliseconds since the client started
     /// (0: never). The refresh asks masters that answered recently first.
     pub(crate) last_reply_ms: AtomicU64,
+    /// The master's socket address: parsed at once from an IP address, or looked up by the
+    /// refresh thread for a host name (a lookup may block; I/O threads never make one).
+    resolved: OnceLock<SocketAddr>,
 }
 
 impl std::fmt::Debug for MasterQueue {
@@ -81,6 +86,26 @@ impl std::fmt::Debug for MasterQueue {
 }
 
 impl MasterQueue {
+    /// The address to connect to, if known (see `resolved`).
+    pub(crate) fn socket_addr(&self) -> Option<SocketAddr> {
+        if let Ok(ip) = self.addr.host().parse::<IpAddr>() {
+            return Some(SocketAddr::new(ip, self.addr.port()));
+        }
+        self.resolved.get().copied()
+    }
+
+    /// Looks the host name up if that is still to be done (the refresh thread).
+    pub(crate) fn resolve(&self) {
+        if self.socket_addr().is_some() {
+            return;
+        }
+        if let Ok(mut addrs) = (self.addr.host(), self.addr.port()).to_socket_addrs() {
+            if let Some(a) = addrs.next() {
+                let _ = self.resolved.set(a);
+            }
+        }
+    }
+
     /// Returns `n` bytes of charge (an op completed, dropped or moved away).
     pub(crate) fn release(&self, n: u64) {
         self.bytes.fetch_sub(n, Ordering::Relaxed);
@@ -110,6 +135,8 @@ pub(crate) struct RouteTable {
     owner: Box<[u16]>,
     /// Every master the cluster listed, each with its queue.
     pub(crate) masters: Vec<Arc<MasterQueue>>,
+    /// Masters added for an `ASK` redirect that no fetched view has listed yet.
+    asked: Vec<Addr>,
     /// The cluster's view this table was built from (replicas included), for the refresh.
     pub(crate) map: Arc<NodeMap>,
 }
@@ -166,6 +193,7 @@ impl QueueSizing {
             byte_limit: self.config.backpressure_byte_limit(),
             io: io % self.io_threads,
             last_reply_ms: AtomicU64::new(0),
+            resolved: OnceLock::new(),
         })
     }
 }
@@ -194,6 +222,7 @@ impl Routes {
                 version: 0,
                 owner: Box::new([]),
                 masters: Vec::new(),
+                asked: Vec::new(),
                 map: Arc::new(NodeMap::new()),
             }),
             install: Mutex::new(()),
@@ -250,14 +279,30 @@ impl Routes {
     /// Points `slot` at the master at `addr` (a `MOVED` reply), creating its queue if the
     /// master is new, and returns that queue. Marks the table stale so that a refresh reads
     /// the whole view.
+    ///
+    /// For a known master this copies the table's slot array and changes one entry (no
+    /// rebuild), so a storm of redirects during a resharding stays cheap.
     pub(crate) fn apply_moved(&self, slot: Slot, addr: &Addr) -> Arc<MasterQueue> {
         self.mark_stale();
         let _guard = self.lock();
         let current = self.table.load_full();
-        if let Some(q) = current.queue_at(addr) {
-            if Arc::ptr_eq(current.queue(slot), q) {
-                return Arc::clone(q);
+        if let Some(index) = current.masters.iter().position(|q| &q.addr == addr) {
+            let queue = Arc::clone(&current.masters[index]);
+            if Arc::ptr_eq(current.queue(slot), &queue) {
+                return queue;
             }
+            let mut owner = current.owner.clone();
+            owner[usize::from(slot.get())] = u16::try_from(index).unwrap_or(0);
+            let mut map = NodeMap::clone(&current.map);
+            map.apply_moved(slot, addr.clone());
+            self.table.store(Arc::new(RouteTable {
+                version: current.version + 1,
+                owner,
+                masters: current.masters.clone(),
+                asked: current.asked.clone(),
+                map: Arc::new(map),
+            }));
+            return queue;
         }
         let mut map = NodeMap::clone(&current.map);
         map.apply_moved(slot, addr.clone());
@@ -268,7 +313,7 @@ impl Routes {
     }
 
     /// The queue of the master at `addr` (an `ASK` target), adding the master to the table
-    /// (with no slots) if it is not there yet.
+    /// (with no slots) if it is not there yet. It stays in later tables until a view lists it.
     pub(crate) fn queue_for_addr(&self, addr: &Addr) -> Arc<MasterQueue> {
         if let Some(q) = self.table.load().queue_at(addr) {
             return Arc::clone(q);
@@ -279,14 +324,22 @@ impl Routes {
         if let Some(q) = current.queue_at(addr) {
             return Arc::clone(q);
         }
-        let mut table = self.build(&current, &current, NodeMap::clone(&current.map));
         let queue = self.sizing.queue(
             addr.clone(),
             0,
             self.next_io.fetch_add(1, Ordering::Relaxed),
         );
-        table.masters.push(Arc::clone(&queue));
-        self.table.store(Arc::new(table));
+        let mut masters = current.masters.clone();
+        masters.push(Arc::clone(&queue));
+        let mut asked = current.asked.clone();
+        asked.push(addr.clone());
+        self.table.store(Arc::new(RouteTable {
+            version: current.version + 1,
+            owner: current.owner.clone(),
+            masters,
+            asked,
+            map: Arc::clone(&current.map),
+        }));
         queue
     }
 
@@ -307,59 +360,167 @@ impl Routes {
 
     /// Builds the next table from `view`, reusing `current`'s queues for masters it keeps.
     /// Slots that `view` leaves unassigned, or that changed between `base` and `current`,
-    /// keep `current`'s owner. Call with the install lock held.
+    /// keep `current`'s owner; masters added for an `ASK` stay until a view lists them. The
+    /// table's own map is the view with those kept slots applied, so that a later change
+    /// built from it keeps them too. Call with the install lock held.
     fn build(&self, base: &RouteTable, current: &RouteTable, view: NodeMap) -> RouteTable {
-        let mut masters: Vec<Arc<MasterQueue>> = Vec::new();
-        let mut owner = vec![0u16; usize::from(SLOT_COUNT)].into_boxed_slice();
-        // First pass: which address serves each slot.
+        let has_current = !current.owner.is_empty();
+        let merge = has_current && !base.owner.is_empty() && base.version != current.version;
+        // Which address serves each slot.
         let mut slot_addr: Vec<Option<&Addr>> = Vec::with_capacity(usize::from(SLOT_COUNT));
         for slot in Slot::all() {
-            let moved_meanwhile = base.version != current.version
-                && !current.owner.is_empty()
-                && !base.owner.is_empty()
-                && !Arc::ptr_eq(base.queue(slot), current.queue(slot));
+            let moved_meanwhile = merge && !Arc::ptr_eq(base.queue(slot), current.queue(slot));
             let addr = if moved_meanwhile {
                 Some(&current.queue(slot).addr)
             } else {
                 view.master_addr(slot)
-                    .or_else(|| (!current.owner.is_empty()).then(|| &current.queue(slot).addr))
+                    .or_else(|| has_current.then(|| &current.queue(slot).addr))
             };
             slot_addr.push(addr);
         }
-        // Every master the view lists, plus any address a kept slot still points at.
-        let mut addrs: Vec<&Addr> = view.masters().map(|n| &n.addr).collect();
-        for a in slot_addr.iter().flatten() {
-            if !addrs.contains(a) {
+        // Every master the view lists, any address a kept slot still points at, and the
+        // masters added for an `ASK` that the view does not list yet.
+        let mut addrs: Vec<&Addr> = Vec::new();
+        let mut index: HashMap<&Addr, usize> = HashMap::new();
+        for a in view
+            .masters()
+            .map(|n| &n.addr)
+            .chain(slot_addr.iter().flatten().copied())
+            .chain(current.asked.iter())
+        {
+            if !index.contains_key(a) {
+                index.insert(a, addrs.len());
                 addrs.push(a);
             }
         }
+        let mut owner = vec![0u16; usize::from(SLOT_COUNT)].into_boxed_slice();
         let mut counts = vec![0usize; addrs.len()];
         for (slot, a) in slot_addr.iter().enumerate() {
-            let index = match a {
-                Some(a) => addrs.iter().position(|x| x == a).unwrap_or(0),
-                None => 0,
-            };
-            owner[slot] = u16::try_from(index).unwrap_or(0);
-            if let Some(c) = counts.get_mut(index) {
+            let i = a.and_then(|a| index.get(a).copied()).unwrap_or(0);
+            owner[slot] = u16::try_from(i).unwrap_or(0);
+            if let Some(c) = counts.get_mut(i) {
                 *c += 1;
             }
         }
-        for (i, addr) in addrs.iter().enumerate() {
-            let queue = match current.queue_at(addr) {
+        let masters: Vec<Arc<MasterQueue>> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| match current.queue_at(addr) {
                 Some(q) => Arc::clone(q),
                 None => self.sizing.queue(
                     (*addr).clone(),
                     counts.get(i).copied().unwrap_or(0),
                     self.next_io.fetch_add(1, Ordering::Relaxed),
                 ),
-            };
-            masters.push(queue);
+            })
+            .collect();
+        let asked: Vec<Addr> = current
+            .asked
+            .iter()
+            .filter(|a| view.masters().all(|n| &n.addr != *a))
+            .cloned()
+            .collect();
+        // The table's map: the view with every slot this table routes differently applied.
+        let mut map = view.clone();
+        for slot in Slot::all() {
+            let routed = &masters[usize::from(owner[usize::from(slot.get())])].addr;
+            if view.master_addr(slot) != Some(routed) {
+                map.apply_moved(slot, routed.clone());
+            }
         }
         RouteTable {
             version: current.version + 1,
             owner,
             masters,
-            map: Arc::new(view),
+            asked,
+            map: Arc::new(map),
         }
+    }
+}
+
+#[cfg(all(test, not(feature = "loom")))]
+mod tests {
+    use super::*;
+    use slotline_router::{Node, Role, SlotRange};
+
+    fn slot(n: u16) -> Slot {
+        Slot::new(n).unwrap()
+    }
+
+    fn addr(port: u16) -> Addr {
+        Addr::new("127.0.0.1", port)
+    }
+
+    fn three_masters() -> NodeMap {
+        let mut map = NodeMap::new();
+        for (i, (first, last)) in [(0, 5460), (5461, 10922), (10923, 16383)]
+            .into_iter()
+            .enumerate()
+        {
+            let range = SlotRange::new(slot(first), slot(last)).unwrap();
+            map.assign(range, Node::new(addr(7000 + i as u16), Role::Master));
+        }
+        map
+    }
+
+    fn routes() -> Routes {
+        Routes::new(
+            three_masters(),
+            QueueSizing::from_config(&Config::default(), 2),
+        )
+    }
+
+    #[test]
+    fn a_moved_during_a_refresh_survives_the_refresh_and_later_changes() {
+        let routes = routes();
+        let base = routes.load_full();
+        // While the refresh fetches, slot 1 moves to 7001.
+        routes.apply_moved(slot(1), &addr(7001));
+        // The fetched view is older: slot 1 still on 7000.
+        assert!(!routes.install_fetched(&base, three_masters()));
+        assert_eq!(routes.load().queue(slot(1)).addr, addr(7001));
+        // A later, unrelated change keeps it.
+        routes.apply_moved(slot(2), &addr(7002));
+        let table = routes.load();
+        assert_eq!(table.queue(slot(1)).addr, addr(7001));
+        assert_eq!(table.queue(slot(2)).addr, addr(7002));
+        assert_eq!(table.queue(slot(3)).addr, addr(7000));
+    }
+
+    #[test]
+    fn an_asked_master_stays_until_a_view_lists_it() {
+        let routes = routes();
+        let asked = routes.queue_for_addr(&addr(7009));
+        routes.apply_moved(slot(5), &addr(7002));
+        let base = routes.load_full();
+        routes.install_fetched(&base, three_masters());
+        let table = routes.load();
+        assert!(table.contains(&asked), "the ASK target's queue was dropped");
+        // Its queue is the same one, not a new one.
+        assert!(Arc::ptr_eq(table.queue_at(&addr(7009)).unwrap(), &asked));
+    }
+
+    #[test]
+    fn queues_are_kept_across_tables_and_sized_by_their_slots() {
+        let routes = routes();
+        let before = Arc::clone(routes.load().queue(slot(0)));
+        routes.apply_moved(slot(0), &addr(7001));
+        let base = routes.load_full();
+        routes.install_fetched(&base, three_masters());
+        let table = routes.load();
+        assert!(Arc::ptr_eq(table.queue(slot(0)), &before));
+        // 5461 of 16384 slots: 64 x 4096 x 5461 / 16384.
+        assert_eq!(before.ring.capacity(), 87_376);
+    }
+
+    #[test]
+    fn a_host_name_is_resolved_only_on_request() {
+        let sizing = QueueSizing::from_config(&Config::default(), 1);
+        let q = sizing.queue(Addr::new("localhost", 7000), 0, 0);
+        assert_eq!(q.socket_addr(), None);
+        q.resolve();
+        assert_eq!(q.socket_addr().map(|a| a.port()), Some(7000));
+        let ip = sizing.queue(addr(7001), 0, 0);
+        assert_eq!(ip.socket_addr(), Some("127.0.0.1:7001".parse().unwrap()));
     }
 }

@@ -151,11 +151,12 @@ impl IoThread {
             link.drive(&mut cx);
             // A retired link goes away once it holds nothing and no table refers to its
             // queue: then no caller can be pushing into it.
-            if link.retired
-                && link.is_idle()
-                && Arc::strong_count(&link.queue) == 1
-                && link.queue.ring.is_empty()
-            {
+            if link.retired && link.is_idle() && Arc::strong_count(&link.queue) == 1 && {
+                // Pairs with the release of the last other reference: a push made before
+                // that reference was dropped is visible to the look at the ring below.
+                std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+                link.queue.ring.is_empty()
+            } {
                 link.fail_in_flight(&mut cx, RUNNING);
                 *slot = None;
             }
@@ -170,7 +171,9 @@ impl IoThread {
         let timeout = {
             let cx = Self::cx(&self.shared, table, &self.poll, &mut self.tally, self.id);
             notifier.start_sleep();
-            let busy = self.links.iter().flatten().any(|l| l.wants_turn(&cx));
+            // A table installed meanwhile may bring a queue of ours that has no link yet.
+            let busy = self.shared.routes.load().version != self.version
+                || self.links.iter().flatten().any(|l| l.wants_turn(&cx));
             if busy || self.shared.state() != RUNNING {
                 Some(Duration::ZERO)
             } else {
@@ -238,6 +241,9 @@ impl IoThread {
             }
         }
         let state = self.shared.state();
+        // The grace may have installed tables with new queues of ours (redirects).
+        let table = self.shared.routes.load_full();
+        self.sync(&table);
         let mut cx = Self::cx(&self.shared, &table, &self.poll, &mut self.tally, self.id);
         for link in self.links.iter_mut().flatten() {
             link.fail_queued(&mut cx, state);

@@ -45,7 +45,6 @@
 //! ops' deadlines.
 
 use std::collections::VecDeque;
-use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,6 +65,8 @@ const BACKOFF_MAX: Duration = Duration::from_millis(250);
 const RECONNECT_START: Duration = Duration::from_millis(10);
 /// Longest wait between two connect attempts.
 pub(crate) const RECONNECT_MAX: Duration = Duration::from_millis(500);
+/// Redirects one op may follow before it fails.
+const MAX_REDIRECTS: u32 = 16;
 /// Wait before trying again to forward an op into a full queue.
 const FORWARD_RETRY: Duration = Duration::from_millis(1);
 /// A batch stops taking ops once its commands reach this many bytes.
@@ -187,8 +188,11 @@ pub(crate) struct Link {
     written: u64,
     /// Stream offset of the end of `out`.
     appended: u64,
+    /// Received bytes are `inbuf[in_start..in_end]`; its length is its allocation, zeroed
+    /// once when it grows.
     inbuf: Vec<u8>,
     in_start: usize,
+    in_end: usize,
     expect: VecDeque<Expect>,
     /// Ops of the oldest batch whose reply was read, awaiting its `WAIT`.
     acked: Vec<Op>,
@@ -198,6 +202,10 @@ pub(crate) struct Link {
     /// The ring's oldest op, taken out to watch its deadline while it cannot be sent.
     head: Option<Op>,
     retry: VecDeque<Retry>,
+    /// Earliest deadline among the ops in `retry` (a lower bound).
+    retry_deadline: Option<Instant>,
+    /// The table version whose routing the ops in `retry` were last checked against.
+    rerouted: u64,
     /// Earliest deadline among the ops in `expect` and `acked` (a lower bound).
     next_deadline: Option<Instant>,
     /// Last time bytes moved in either direction.
@@ -231,12 +239,15 @@ impl Link {
             appended: 0,
             inbuf: Vec::new(),
             in_start: 0,
+            in_end: 0,
             expect: VecDeque::new(),
             acked: Vec::new(),
             batches: 0,
             in_flight: 0,
             head: None,
             retry: VecDeque::new(),
+            retry_deadline: None,
+            rerouted: 0,
             next_deadline: None,
             last_progress: now,
             failures: 0,
@@ -246,6 +257,13 @@ impl Link {
             rtt_n: 0,
             last_error: None,
         }
+    }
+
+    /// Holds `op` for a send after `not_before`.
+    fn hold(&mut self, op: Op, not_before: Instant) {
+        let d = op.deadline();
+        self.retry_deadline = Some(self.retry_deadline.map_or(d, |r| r.min(d)));
+        self.retry.push_back(Retry { op, not_before });
     }
 
     /// Whether the link holds nothing: no op queued, held, in flight or awaiting a retry.
@@ -265,15 +283,17 @@ impl Link {
     /// before it sleeps).
     pub(crate) fn wants_turn(&self, cx: &Cx<'_>) -> bool {
         let queued = !self.queue.ring.is_empty();
+        let due = self.retry.front().is_some_and(|r| r.not_before <= cx.now);
+        let room = self.retry.len() + self.in_flight < Self::window_ops(cx);
         match self.state {
-            _ if self.retired => queued,
+            _ if self.retired => queued || due || self.head.is_some(),
             State::Ready => {
-                queued
+                (queued || due || self.head.is_some())
                     && self.batches < cx.shared.config.batching.pipeline_depth
-                    && self.retry.len() + self.in_flight < Self::window_ops(cx)
+                    && room
             }
-            State::Down { retry_at } => queued && retry_at <= cx.now,
-            _ => false,
+            State::Down { retry_at } => (retry_at <= cx.now && !self.is_idle()) || (queued && room),
+            _ => queued && room,
         }
     }
 
@@ -285,18 +305,24 @@ impl Link {
         if let Some(op) = &self.head {
             consider(op.deadline());
         }
-        for r in &self.retry {
-            consider(r.not_before.min(r.op.deadline()));
+        if let Some(d) = self.retry_deadline {
+            consider(d);
+        }
+        if let Some(r) = self.retry.front() {
+            consider(r.not_before);
         }
         match self.state {
             State::Down { retry_at } if !self.is_idle() => consider(retry_at),
             State::Connecting { since }
             | State::Handshaking { since }
-            | State::Authenticating { since } => consider(since + opts.dial_timeout),
+            | State::Authenticating { since } => consider(after(since, opts.dial_timeout)),
             State::Ready if !self.expect.is_empty() => {
-                consider(self.last_progress + opts.read_timeout)
+                consider(after(self.last_progress, opts.read_timeout))
             }
-            State::Ready => consider(self.last_progress + cx.shared.config.redis_pool.idle_timeout),
+            State::Ready => consider(after(
+                self.last_progress,
+                cx.shared.config.redis_pool.idle_timeout,
+            )),
             _ => {}
         }
         at
@@ -305,8 +331,8 @@ impl Link {
     /// Everything a turn does for this link, apart from reading: connect, take and send
     /// ops, resolve deadlines, notice stalls.
     pub(crate) fn drive(&mut self, cx: &mut Cx<'_>) {
-        if self.retired {
-            self.forward_all(cx);
+        if self.retired || !matches!(self.state, State::Ready) {
+            self.reroute_held(cx);
         }
         match self.state {
             State::Down { retry_at } => {
@@ -317,7 +343,7 @@ impl Link {
             State::Connecting { since }
             | State::Handshaking { since }
             | State::Authenticating { since } => {
-                if cx.now >= since + cx.shared.conn_opts.dial_timeout {
+                if cx.now >= after(since, cx.shared.conn_opts.dial_timeout) {
                     self.fail(cx, "connect timed out (redis_pool.dial_timeout)".to_owned());
                 }
             }
@@ -330,7 +356,7 @@ impl Link {
                     self.fail(cx, "no reply within redis_pool.read_timeout after the oldest request's deadline".to_owned());
                 } else if self.expect.is_empty()
                     && self.is_idle()
-                    && cx.now >= self.last_progress + cx.shared.config.redis_pool.idle_timeout
+                    && cx.now >= after(self.last_progress, cx.shared.config.redis_pool.idle_timeout)
                 {
                     self.close_idle(cx);
                 }
@@ -340,7 +366,8 @@ impl Link {
     }
 
     fn stalled(&self, cx: &Cx<'_>) -> bool {
-        if self.expect.is_empty() || cx.now < self.last_progress + cx.shared.conn_opts.read_timeout
+        if self.expect.is_empty()
+            || cx.now < after(self.last_progress, cx.shared.conn_opts.read_timeout)
         {
             return false;
         }
@@ -393,18 +420,12 @@ impl Link {
 
     fn start_connect(&mut self, cx: &mut Cx<'_>) {
         let addr = &self.queue.addr;
-        let target = match (addr.host(), addr.port()).to_socket_addrs() {
-            Ok(mut addrs) => match addrs.next() {
-                Some(a) => a,
-                None => {
-                    self.fail(cx, "the host resolved to no address".to_owned());
-                    return;
-                }
-            },
-            Err(err) => {
-                self.fail(cx, format!("resolve: {err}"));
-                return;
-            }
+        let Some(target) = self.queue.socket_addr() else {
+            // A host name: the refresh thread resolves it (a lookup may block; this thread
+            // never does).
+            cx.shared.routes.mark_stale();
+            self.fail(cx, format!("{addr}: the host name is not resolved yet"));
+            return;
         };
         let opts = &cx.shared.conn_opts;
         let socket = match Transport::connect(target, opts) {
@@ -442,8 +463,8 @@ impl Link {
         self.appended = 0;
         self.out.clear();
         self.out_pos = 0;
-        self.inbuf.clear();
         self.in_start = 0;
+        self.in_end = 0;
         self.last_progress = cx.now;
         self.state = State::Connecting { since: cx.now };
     }
@@ -551,8 +572,7 @@ impl Link {
     /// written.
     fn stage(&mut self, cx: &mut Cx<'_>, mut op: Op) -> usize {
         if op.is_abandoned() {
-            // Its caller gave up before it was sent: it never will be.
-            self.queue.release(op.charge());
+            self.abandon(cx, op);
             return 0;
         }
         if op.is_expired(cx.now) {
@@ -575,7 +595,7 @@ impl Link {
             }
         }
         if !op.is_sent() && !op.claim_for_send() {
-            self.queue.release(op.charge());
+            self.abandon(cx, op);
             return 0;
         }
         if op.asking {
@@ -609,64 +629,80 @@ impl Link {
                     cx.again = true;
                 } else {
                     cx.shared.notify(target.io);
-                    // The target may have stopped between our look at the state and the push.
-                    let state = cx.shared.state();
-                    if state != super::RUNNING {
-                        cx.shared.drain_stopped(target, state);
-                    }
+                }
+                // The client may have stopped between our look at the state and the push.
+                std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+                let state = cx.shared.state();
+                if state != super::RUNNING {
+                    cx.shared.drain_stopped(target, state);
                 }
             }
             Err(full) => {
                 target.release(n);
-                self.retry.push_back(Retry {
-                    op: full.into_inner(),
-                    not_before: cx.now + FORWARD_RETRY,
-                });
+                self.hold(full.into_inner(), cx.now + FORWARD_RETRY);
             }
         }
     }
 
-    /// A retired link: hand everything it holds to the slots' current owners.
-    fn forward_all(&mut self, cx: &mut Cx<'_>) {
+    /// A link that cannot send now (retired, down, connecting): ops whose slot now belongs to
+    /// another master go there; the rest wait in `retry` (FIFO, bounded by the window), where
+    /// their deadlines are watched and from where they are sent first once connected.
+    fn reroute_held(&mut self, cx: &mut Cx<'_>) {
         let window = Self::window_ops(cx);
-        let mut budget = self.retry.len();
-        while budget > 0 {
-            budget -= 1;
-            match self.retry.front() {
-                Some(r) if r.not_before <= cx.now => {
-                    let r = self.retry.pop_front().expect("front exists");
-                    self.reroute(cx, r.op);
+        if self.retired || self.rerouted != cx.table.version {
+            self.rerouted = cx.table.version;
+            for _ in 0..self.retry.len() {
+                let Some(r) = self.retry.pop_front() else {
+                    break;
+                };
+                if self.retired && r.not_before > cx.now {
+                    // A forward that found its target full: not before its retry time.
+                    self.retry.push_back(r);
+                    continue;
                 }
-                _ => break,
+                self.reroute(cx, r.op, r.not_before);
             }
         }
         if let Some(op) = self.head.take() {
-            self.reroute(cx, op);
+            self.reroute(cx, op, cx.now);
         }
-        while self.retry.len() < window {
+        while self.retry.len() + self.in_flight < window {
             let Some(op) = self.queue.ring.try_pop() else {
                 break;
             };
-            self.reroute(cx, op);
+            self.reroute(cx, op, cx.now);
         }
     }
 
-    /// Sends `op` where the table says its slot lives now (an asked op stays asked).
-    fn reroute(&mut self, cx: &mut Cx<'_>, op: Op) {
+    /// Sends `op` where the table says its slot lives now, or keeps it for sending here.
+    fn reroute(&mut self, cx: &mut Cx<'_>, mut op: Op, not_before: Instant) {
         if op.is_abandoned() {
-            self.queue.release(op.charge());
+            self.abandon(cx, op);
             return;
         }
-        let owner = Arc::clone(cx.table.queue(op.slot()));
-        if Arc::ptr_eq(&owner, &self.queue) {
-            // Still ours (the table changed back): keep it for sending.
-            self.retry.push_back(Retry {
-                op,
-                not_before: cx.now,
-            });
+        if self.retired {
+            // An `ASK` detour to a master that left the table is void.
+            op.asking = false;
+        }
+        let owner = cx.table.queue(op.slot());
+        if op.asking || Arc::ptr_eq(owner, &self.queue) {
+            self.hold(op, not_before);
         } else {
+            let owner = Arc::clone(owner);
             self.forward(cx, op, &owner);
         }
+    }
+
+    /// Drops an op whose caller gave up before it was sent (it never will be), counting it
+    /// as the deadline the caller saw.
+    fn abandon(&mut self, cx: &mut Cx<'_>, op: Op) {
+        cx.shared.finish(
+            &self.queue,
+            op,
+            Err(CommitError::DeadlineExceeded {
+                may_have_been_applied: false,
+            }),
+        );
     }
 
     /// Writes what `out` holds as far as the socket takes it.
@@ -713,42 +749,32 @@ impl Link {
     /// Reads what the socket has and handles every complete reply.
     fn read_in(&mut self, cx: &mut Cx<'_>) -> Result<(), String> {
         loop {
+            if self.in_start == self.in_end {
+                self.in_start = 0;
+                self.in_end = 0;
+            }
+            if self.inbuf.len() - self.in_end < READ_CHUNK / 4 {
+                if self.in_start > 0 {
+                    // Move the partial reply to the front.
+                    self.inbuf.copy_within(self.in_start..self.in_end, 0);
+                    self.in_end -= self.in_start;
+                    self.in_start = 0;
+                } else if self.inbuf.len() >= MAX_REPLY {
+                    return Err(format!("a reply larger than {MAX_REPLY} bytes"));
+                } else {
+                    let grown = (self.inbuf.len() * 2).clamp(READ_CHUNK, MAX_REPLY);
+                    self.inbuf.resize(grown, 0);
+                }
+            }
             let Some(t) = self.transport.as_mut() else {
                 return Ok(());
             };
-            if self.in_start > 0 && self.in_start == self.inbuf.len() {
-                self.inbuf.clear();
-                self.in_start = 0;
-            }
-            let len = self.inbuf.len();
-            let room = self.inbuf.capacity() - len;
-            if room < READ_CHUNK / 4 {
-                if self.in_start > 0 {
-                    self.inbuf.drain(..self.in_start);
-                    self.in_start = 0;
-                    continue;
-                }
-                if self.inbuf.len() >= MAX_REPLY {
-                    return Err(format!("a reply larger than {MAX_REPLY} bytes"));
-                }
-                self.inbuf.reserve(READ_CHUNK.max(self.inbuf.len()));
-            }
-            let len = self.inbuf.len();
-            let cap = self.inbuf.capacity();
-            self.inbuf.resize(cap, 0);
-            let got = t.read(&mut self.inbuf[len..]);
-            let n = match got {
+            let n = match t.read(&mut self.inbuf[self.in_end..]) {
                 Ok(Some(n)) => n,
-                Ok(None) => {
-                    self.inbuf.truncate(len);
-                    return Ok(());
-                }
-                Err(err) => {
-                    self.inbuf.truncate(len);
-                    return Err(format!("read: {err}"));
-                }
+                Ok(None) => return Ok(()),
+                Err(err) => return Err(format!("read: {err}")),
             };
-            self.inbuf.truncate(len + n);
+            self.in_end += n;
             self.last_progress = cx.now;
             self.queue.last_reply_ms.store(
                 cx.now.duration_since(cx.shared.routes.epoch).as_millis() as u64 + 1,
@@ -764,7 +790,7 @@ impl Link {
     fn parse_replies(&mut self, cx: &mut Cx<'_>) -> Result<(), String> {
         loop {
             self.pop_markers(cx);
-            let rest = &self.inbuf[self.in_start..];
+            let rest = &self.inbuf[self.in_start..self.in_end];
             if rest.is_empty() {
                 return Ok(());
             }
@@ -895,6 +921,13 @@ impl Link {
                         m.record_ask();
                     }
                 }
+                let hops = op.attempts;
+                op.attempts = op.attempts.saturating_add(1);
+                if hops >= MAX_REDIRECTS {
+                    let message = format!("{message} (gave up after {MAX_REDIRECTS} redirects)");
+                    self.finish(cx, op, Err(CommitError::Server { message }));
+                    return;
+                }
                 let queue = if redirect.kind() == RedirectKind::Moved {
                     op.asking = false;
                     cx.shared.routes.apply_moved(redirect.slot(), &target)
@@ -902,11 +935,16 @@ impl Link {
                     op.asking = true;
                     cx.shared.routes.queue_for_addr(&target)
                 };
-                if Arc::ptr_eq(&queue, &self.queue) {
-                    self.retry.push_back(Retry {
-                        op,
-                        not_before: cx.now,
-                    });
+                let moved = redirect.kind() == RedirectKind::Moved;
+                if (moved && hops >= 2) || Arc::ptr_eq(&queue, &self.queue) {
+                    // Redirected again and again (a cluster in transition): back off here;
+                    // when due, the op is routed by the table of that time.
+                    let wait = if hops >= 2 {
+                        backoff(hops - 2)
+                    } else {
+                        Duration::ZERO
+                    };
+                    self.hold(op, cx.now + wait);
                 } else {
                     self.forward(cx, op, &queue);
                 }
@@ -915,10 +953,7 @@ impl Link {
                 cx.shared.routes.mark_stale();
                 let attempts = op.attempts;
                 op.attempts = op.attempts.saturating_add(1);
-                self.retry.push_back(Retry {
-                    op,
-                    not_before: cx.now + backoff(attempts),
-                });
+                self.hold(op, cx.now + backoff(attempts));
             }
             _ => self.finish(cx, op, Err(CommitError::Server { message })),
         }
@@ -970,21 +1005,28 @@ impl Link {
             // `self.in_flight` counts `expect` entries whose reply is pending, completed early
             // or not: they still hold their place in the pipeline.
         }
-        let mut i = 0;
-        while i < self.retry.len() {
-            if self.retry[i].op.is_expired(now) {
-                let r = self.retry.remove(i).expect("index in range");
-                let applied = r.op.maybe_applied;
-                self.finish(
-                    cx,
-                    r.op,
-                    Err(CommitError::DeadlineExceeded {
-                        may_have_been_applied: applied,
-                    }),
-                );
-            } else {
-                i += 1;
+        if self.retry_deadline.is_some_and(|d| d <= now) {
+            let mut next: Option<Instant> = None;
+            for _ in 0..self.retry.len() {
+                let Some(r) = self.retry.pop_front() else {
+                    break;
+                };
+                if r.op.is_expired(now) {
+                    let applied = r.op.maybe_applied;
+                    self.finish(
+                        cx,
+                        r.op,
+                        Err(CommitError::DeadlineExceeded {
+                            may_have_been_applied: applied,
+                        }),
+                    );
+                } else {
+                    let d = r.op.deadline();
+                    next = Some(next.map_or(d, |n| n.min(d)));
+                    self.retry.push_back(r);
+                }
             }
+            self.retry_deadline = next;
         }
         // The oldest queued op: take it out to watch its deadline while it cannot be sent.
         loop {
@@ -996,7 +1038,7 @@ impl Link {
                 break;
             };
             if op.is_abandoned() {
-                self.queue.release(op.charge());
+                self.abandon(cx, op);
                 continue;
             }
             if op.is_expired(now) {
@@ -1045,10 +1087,7 @@ impl Link {
             if !wholly_written || op.resend_safe {
                 let attempts = op.attempts;
                 op.attempts = op.attempts.saturating_add(1);
-                self.retry.push_back(Retry {
-                    op,
-                    not_before: cx.now + backoff(attempts),
-                });
+                self.hold(op, cx.now + backoff(attempts));
             } else {
                 cx.shared.finish(
                     &self.queue,
@@ -1064,8 +1103,8 @@ impl Link {
         self.next_deadline = None;
         self.out.clear();
         self.out_pos = 0;
-        self.inbuf.clear();
         self.in_start = 0;
+        self.in_end = 0;
         if let Some(mut t) = self.transport.take() {
             let _ = cx.registry.deregister(t.socket());
         }
@@ -1099,6 +1138,7 @@ impl Link {
             let e = err(r.op.maybe_applied);
             self.finish(cx, r.op, Err(e));
         }
+        self.retry_deadline = None;
         cx.shared.drain_stopped(&self.queue, state);
     }
 
@@ -1139,6 +1179,12 @@ enum Reply {
     Ok,
     Int(i64),
     Error(String),
+}
+
+/// `t + d`, or a time far enough away when that would overflow.
+pub(crate) fn after(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .unwrap_or_else(|| t + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 fn backoff(attempts: u32) -> Duration {

@@ -106,6 +106,21 @@ impl Shared {
     /// charge to `queue`.
     pub(crate) fn finish(&self, queue: &MasterQueue, op: Op, outcome: Result<(), CommitError>) {
         queue.release(op.charge());
+        // An earlier send may have been applied: no later error may say otherwise.
+        let outcome = match outcome {
+            Err(e) if op.maybe_applied && !e.may_have_been_applied() => Err(match e {
+                CommitError::ClientDead { .. } => CommitError::ClientDead {
+                    may_have_been_applied: true,
+                },
+                CommitError::DeadlineExceeded { .. } => CommitError::DeadlineExceeded {
+                    may_have_been_applied: true,
+                },
+                _ => CommitError::ConnectionLost {
+                    may_have_been_applied: true,
+                },
+            }),
+            other => other,
+        };
         self.record(&op, &outcome);
         op.complete(outcome);
     }

@@ -97,7 +97,9 @@ impl Transport {
                     return Ok(0);
                 }
                 let n = tls.writer().write(buf)?;
-                flush_tls(sock, tls)?;
+                // The bytes are rustls's now: report them written even if pushing records to
+                // the socket fails here (that error shows again on the next call).
+                let _ = flush_tls(sock, tls);
                 Ok(n)
             }
         }
