@@ -142,7 +142,7 @@ fn run(slowdown: Slowdown, soak: Duration) {
     let mut round = 0;
     while round < rounds || (slowdown != Slowdown::Freeze && begun.elapsed() < soak) {
         let from = load.now();
-        thread::sleep(Duration::from_millis(1000));
+        thread::sleep(Duration::from_millis(1500));
         windows.push(Window {
             slow: false,
             from,
@@ -228,8 +228,10 @@ fn check(test: &str, reports: &[Report], windows: &[Window], groups: usize, dead
             0,
             "{label}: errors with no slowdown: {base_tally}"
         );
+        // The neighbour group is one thread; the others are five or six.
+        let enough = if g == NEIGHBOUR { 50 } else { 100 };
         assert!(
-            base.len() > 100,
+            base.len() > enough,
             "{label}: too few baseline commits ({})",
             base.len()
         );
@@ -258,7 +260,7 @@ fn check(test: &str, reports: &[Report], windows: &[Window], groups: usize, dead
                 "{label}: errors while another master was slow: {slow_tally}"
             );
             assert!(
-                slow.len() > 100,
+                slow.len() > enough,
                 "{label}: too few commits while another master was slow ({})",
                 slow.len()
             );
