@@ -163,8 +163,8 @@ impl Client {
     }
 
     /// Like [`Client::commit`], for any single-key write whose key is its first argument
-    /// (`GEOADD`, `HSET`, `XADD`, `ZADD`, `INCR`, ...). See the writer's notes on which retries
-    /// can apply a non-idempotent command twice.
+    /// (`GEOADD`, `HSET`, `XADD`, `ZADD`, `INCR`, ...). Such a command is never sent again once
+    /// it was written to a socket: see the crate docs on retries.
     ///
     /// # Errors
     ///

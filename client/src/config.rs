@@ -799,13 +799,14 @@ pub struct RedisPool {
     pub idle_timeout: Duration,
     /// Limit on TCP connect (and on the TLS handshake and `AUTH` during connect). Default `2s`.
     pub dial_timeout: Duration,
-    /// The longest a connection may go without reading any reply while it has commands in
-    /// flight; past it the node counts as stalled and the connection is dropped (its writes
-    /// fail or are retried as their errors say). Default `500ms`.
+    /// How long a connection may go without progress (no byte read or written) once the
+    /// deadline of its oldest outstanding command has passed; past it the node counts as
+    /// stalled and the connection is dropped and reopened (its writes fail or are retried as
+    /// their errors say). I/O timeouts thus follow from the commits' deadlines. Also the read
+    /// timeout of the topology refresh's blocking queries. Default `500ms`.
     pub read_timeout: Duration,
-    /// The longest a connection may go without writing any bytes while it has commands to send
-    /// (a node that stopped reading); past it the node counts as stalled, as for
-    /// `read_timeout`. Default `500ms`.
+    /// The write timeout of the topology refresh's blocking connections; the event loops'
+    /// writes are bounded by the rule of `read_timeout`. Default `500ms`.
     pub write_timeout: Duration,
 }
 

@@ -3,74 +3,96 @@
 //! # The data path (one commit)
 //!
 //! ```text
-//! caller ──commit(key, value)──► key_slot(key) ──► shard = shards.of(slot)
-//!       ◄── Ok after ACK ──────┐                         │
-//!                              │   ring(shard).try_push(op)   full? reject | block(deadline) | drop_oldest
-//!                              │                         │
-//!                              └── complete(op) ◄── replies ◄─ shard writer: pop_batch → one pipelined
-//!                                                             write to the slot's master (+ WAIT n)
+//! caller ──commit(key, value)──► key_slot(key) ──► master = table[slot]   (lock-free read)
+//!       ◄── Ok after ACK ───────┐                         │
+//!                               │   queue(master).push: ops and bytes below the line?
+//!                               │                         │        no: reject | block(deadline) | drop_oldest
+//!                               │                         ▼
+//!                               │   I/O thread (mio event loop, a few per client):
+//!                               └── complete(op) ◄─ replies as they arrive ◄─ batches, up to
+//!                                   (+ WAIT n per batch)    pipeline_depth in flight per master
 //! ```
 //!
-//! Every buffer on this path has a size fixed at start-up: the ring per shard
-//! (`shard_config.ring_buffer_capacity`), the batch (`batching.max_batch`), the socket buffers
+//! Every buffer on this path has a size fixed at start-up: each master's queue (a ring of
+//! `ring_buffer_capacity × total_shards × its share of the slots` ops, and a byte budget,
+//! `backpressure.max_pending_bytes`), the batches in flight per connection
+//! (`batching.pipeline_depth × batching.max_batch`), the socket buffers
 //! (`tcp_tuning.so_sndbuf` / `so_rcvbuf`, set explicitly) and the connection's read buffer.
 //! Nothing else queues. A commit returns `Ok` only after the node's reply (and after `WAIT` when
 //! `ack.replicas > 0`); every other outcome is a [`CommitError`] that says what became of the
-//! write.
+//! write. A master that stalls holds only its own queue: no op ever waits behind another
+//! master's.
 //!
 //! # Modules, in the order a commit travels
 //!
 //! - [`config`]: [`Config`], every bound above, read from YAML (`geo_shard_client.yaml`).
 //! - [`op`]: [`Op`], a pending write (packed command, slot, deadline) and its completion cell,
 //!   waited on blocking or as a `Send` future.
-//! - [`Client`]: routes the key to its logical shard, pushes the op into that shard's ring under
-//!   the backpressure policy, and waits for the outcome.
-//! - the writers (one thread per master, at most [`MAX_WRITERS`]): take what the rings hold
-//!   with one `pop_batch` claim per shard, never waiting to fill a batch; group the ops per
-//!   master; write one pipeline per master (plus `WAIT n` when asked), flushing every master
-//!   before reading any reply; complete each op with what its reply says. A shard's batch cap
-//!   halves while the p95 of its round trips is over `batching.p95_budget` and grows back
-//!   when it is under half of it.
-//! - the topology: the slot → master map from `CLUSTER SHARDS` (or `CLUSTER SLOTS`); a `MOVED`
-//!   updates its one slot at once and schedules a full refresh, at most one per
-//!   [`REFRESH_INTERVAL`]; an `ASK` sends one command to the named node after `ASKING`,
-//!   leaving the map alone.
-//! - [`conn`]: [`Conn`], one connection to one node: a `socket2` socket with its options set
-//!   before connect, optionally TLS (rustls, verification always on; the `tls` section of the
-//!   config or a `rediss://` seed turns it on), RESP via the `redis` crate, pipelines read into
-//!   fixed buffers.
-//! - [`metrics`]: [`Metrics`], per-shard counters and latency histograms, Prometheus text.
+//! - [`Client`]: computes the key's slot, reads the slot → master table (`arc-swap`, no lock),
+//!   pushes the op into that master's queue under the backpressure policy, and waits for the
+//!   outcome.
+//! - the route table: one bounded queue per master; a `MOVED` re-points its slot at once, a
+//!   refresh installs a newer view (an older one never replaces it), and ops queued for a
+//!   master that lost their slot are forwarded to the new owner, never lost or duplicated.
+//! - the engine: `redis_pool.io_threads` I/O threads (by default half the cores, at most 4,
+//!   never more because the cluster grows) each run a `mio` event loop over the connections of
+//!   the masters they serve; a connection keeps up to `batching.pipeline_depth` batches in
+//!   flight and reads replies as they arrive. A batch's cap halves while its round trips are
+//!   over `batching.p95_budget` and grows back under half of it. Every op resolves by its
+//!   deadline, polled or not: the loop completes it at the deadline and wakes its waker.
+//! - the refresh thread: reads `CLUSTER SHARDS` (or `CLUSTER SLOTS`) off the write path when
+//!   the table is stale, at most once per [`REFRESH_INTERVAL`], asking the nodes that answered
+//!   most recently first.
+//! - [`conn`]: [`Conn`], a blocking connection to one node (the refresh, tools, tests): a
+//!   `socket2` socket with its options set before connect, optionally TLS (rustls,
+//!   verification always on; the `tls` section or a `rediss://` seed turns it on). The engine's
+//!   own connections use the same socket options and TLS settings over non-blocking sockets.
+//! - [`metrics`]: [`Metrics`], counters and latency histograms per logical shard (the
+//!   metrics grouping: `shard_config.total_shards` contiguous slot ranges), queue fill,
+//!   whether the client is dead; Prometheus text.
 //! - [`error`]: [`Error`] and [`CommitError`].
 //!
 //! Real `redis-server` processes on free loopback ports for tests, benches and demos
 //! (`LocalCluster`, `LocalServer`) live in the workspace's unpublished `slotline-testkit`
 //! crate (`client/testkit`), which the examples below use.
 //!
-//! # Retries, and which can apply a write twice
+//! # Retries, and which failures may leave a write applied
 //!
-//! `MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN` and `READONLY` replies are
-//! resent (after a backoff of 5 ms doubling to 250 ms for the transient ones) until the op's
-//! deadline: the node refused the command without running it, so a resend is safe. A *lost
-//! connection* is different: the node may have applied the command before the connection
-//! broke, and the writer resends it until the deadline without knowing. `SET` (what
-//! [`Client::commit`] sends) is idempotent, so that is harmless there; a non-idempotent command
-//! sent with [`Client::commit_cmd`] (`INCR`, `LPUSH`, `XADD` with `*`) can then be applied
-//! twice. An op that never reached a socket (its connect failed) is always safe to resend.
+//! A write whose reply was read is never sent again, whatever happens after it. In detail:
+//!
+//! | what happened | what the caller gets | applied? |
+//! |---|---|---|
+//! | the reply was read, `WAIT` (when asked) confirmed enough replicas | `Ok` | yes |
+//! | `WAIT` confirmed too few | [`CommitError::ReplicationShortfall`] | yes, on the master |
+//! | the connection failed after the reply, before `WAIT` answered | [`CommitError::ReplicationUnconfirmed`] | yes, on the master |
+//! | `MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN`, `READONLY` | resent (5 ms backoff doubling to 250 ms for the transient ones; at most 16 redirects) until the deadline | not by that send |
+//! | any other error reply | [`CommitError::Server`] | no |
+//! | the connection failed before the command was wholly written | resent | no |
+//! | the connection failed after it was written, `SET` from [`Client::commit`] | resent until the deadline (idempotent) | maybe; later errors say `may_have_been_applied` |
+//! | the connection failed after it was written, any command from [`Client::commit_cmd`] | [`CommitError::ConnectionLost`] `{ may_have_been_applied: true }`, never resent | maybe |
+//! | the deadline passed while queued | [`CommitError::DeadlineExceeded`] `{ may_have_been_applied: false }` (true if an earlier send may have been applied) | no |
+//! | the deadline passed after it was sent | [`CommitError::DeadlineExceeded`] `{ may_have_been_applied: true }` | maybe |
+//! | backpressure | [`CommitError::Rejected`], [`CommitError::Dropped`], [`CommitError::TooLarge`] | no |
+//! | [`Client::close`] | [`CommitError::Closed`] if not sent; sent writes get 200 ms for their reply, then [`CommitError::ConnectionLost`] `{ may_have_been_applied: true }` | as the outcome says |
+//! | an I/O thread panicked | [`CommitError::ClientDead`] for queued and later writes; writes the failing thread held get `Closed` or `ConnectionLost { may_have_been_applied: true }` | as the outcome says |
+//!
+//! A resent `SET` may overwrite a newer `SET` to the same key issued by another caller while
+//! the first was being retried; callers that need per-key order should not have two writes to
+//! one key outstanding at once.
 //!
 //! # Known limits
 //!
-//! - **Isolation across a straddling shard.** Writers are per master, but a logical shard is a
-//!   fixed slot range, and where a master's slot range ends inside it, the shard's ring is
-//!   drained by the writer of the master that serves its *first* slot. If that master stalls,
-//!   the other master's keys in that one shard wait with it (every other shard keeps flowing).
-//!   With 3 masters and 64 shards that is 2 of 64 shards. Hash-tag hot keys onto shards that
-//!   lie within one master, or use `total_shards` that align with the masters' ranges.
-//! - **The async commit has no timer.** [`CommitFuture`] resolves with `DeadlineExceeded` when
-//!   the writer reaches the op or when it is polled after the deadline; wrap it in your
-//!   runtime's timeout for a tighter bound.
+//! - **Deadlines inside a stalled queue.** An I/O thread watches the deadline of every op it
+//!   holds and of the oldest op in each queue. With one `commit.timeout` for all ops that is
+//!   every op; an async `block`-policy op that waited for room before it was queued can sit
+//!   behind younger ops and be answered up to that wait late. (Blocking commits always give up
+//!   at their own deadline.)
+//! - **`block` in async code polls.** While its queue is full, a [`CommitFuture`] under
+//!   `fallback_strategy: block` asks to be polled again at once until there is room or its
+//!   deadline passes.
 //! - **Blocking commits and many threads.** [`Client::commit`] parks its thread until the reply;
-//!   with far more caller threads than cores, the wake-up per commit dominates (about 10 µs of
-//!   CPU per commit on 2 cores). Prefer [`Client::commit_async`] at high concurrency.
+//!   with far more caller threads than cores, the wake-up per commit dominates. Prefer
+//!   [`Client::commit_async`] at high concurrency.
 //!
 //! # Example
 //!
@@ -91,7 +113,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! # Example: one write by hand, the way a shard writer does it
+//! # Example: one write by hand, over a blocking connection
 //!
 //! ```no_run
 //! use std::time::Instant;

@@ -1,7 +1,7 @@
 //! Per-shard counters and commit latency, with a snapshot and a Prometheus text rendering.
 //!
 //! Each shard has its own [`ShardMetrics`]: atomic counters (relaxed: they are statistics, not
-//! synchronisation) and a latency histogram behind a mutex that the shard's writer locks once
+//! synchronisation) and a latency histogram behind a mutex that an I/O thread locks once
 //! per batch ([`ShardMetrics::record_latencies`]). Readers take a [`MetricsSnapshot`], which
 //! holds plain numbers and the p50/p95/p99/max of each shard and of all shards together.
 //!
@@ -366,7 +366,7 @@ impl ShardMetrics {
         self.record_latencies([latency]);
     }
 
-    /// Records many commit latencies under one lock (a writer calls this once per batch).
+    /// Records many commit latencies under one lock (an I/O thread calls this once per turn).
     ///
     /// # Examples
     ///

@@ -3,21 +3,21 @@
 //! [`Op::new`] packs one command into RESP, finds its key and slot, and returns two halves that
 //! share one reference-counted cell (the only allocation besides the packed bytes):
 //!
-//! - the [`Op`] travels through the shard's ring to its writer, which sends it and then
+//! - the [`Op`] travels through its master's queue to an I/O thread, which sends it and then
 //!   completes it, exactly once, with the outcome ([`Op::complete`] consumes the op);
 //! - the [`Completion`] stays with the caller, who blocks on it ([`Completion::wait`]) or
 //!   `.await`s it (it is a `Send` future that needs no particular executor).
 //!
 //! # Who decides whether a write was sent
 //!
-//! The cell holds a *stage*: `QUEUED`, then either `SENT` (the writer claimed the op with
+//! The cell holds a *stage*: `QUEUED`, then either `SENT` (the sender claimed the op with
 //! [`Op::claim_for_send`] just before writing it to a socket) or `ABANDONED` (the caller gave
 //! up first). Both moves are a compare-and-swap from `QUEUED`, so exactly one side wins:
 //!
 //! | the caller gives up (deadline, or drops its `Completion`) | outcome for the caller |
 //! |---|---|
-//! | before the writer claimed the op | `DeadlineExceeded { may_have_been_applied: false }`; the writer's claim fails and the op is never sent |
-//! | after the writer claimed it | `DeadlineExceeded { may_have_been_applied: true }`; the write proceeds and its outcome is discarded |
+//! | before the sender claimed the op | `DeadlineExceeded { may_have_been_applied: false }`; the sender's claim fails and the op is never sent |
+//! | after the sender claimed it | `DeadlineExceeded { may_have_been_applied: true }`; the write proceeds and its outcome is discarded |
 //!
 //! So a caller told "not applied" can rely on it, and nothing is acknowledged that Redis did not
 //! confirm.
@@ -26,7 +26,7 @@
 //!
 //! The outcome goes into the cell under its mutex; the first completion wins and any later one
 //! (or one after the caller left) is discarded without panicking. An `Op` dropped without being
-//! completed (a writer shutting down, a ring dropped with ops inside) completes its caller with
+//! completed (an I/O thread that failed, a ring dropped with ops inside) completes its caller with
 //! [`CommitError::Closed`] if it was never sent, or
 //! [`CommitError::ConnectionLost { may_have_been_applied: true }`](CommitError::ConnectionLost)
 //! if it was: a caller never waits forever.
@@ -34,11 +34,10 @@
 //! # Deadlines and the future
 //!
 //! [`Completion::wait`] blocks until the outcome or the op's deadline. The future has no timer of
-//! its own (that would tie it to a runtime): it is woken by the completion, and resolves with
-//! `DeadlineExceeded` when it is polled after the deadline. The writer completes an op whose
-//! deadline passed while it was queued with `DeadlineExceeded { may_have_been_applied: false }`
-//! when it reaches it, so the future always resolves; wrap it in your runtime's timeout to
-//! bound the wait tighter. Dropping the future (or the blocking `Completion`) abandons the op as
+//! its own (that would tie it to a runtime): it is woken by the completion. Inside a
+//! [`Client`](crate::Client), the I/O thread that holds the op completes it with
+//! `DeadlineExceeded` when its deadline passes, whether or not the future is polled meanwhile,
+//! and that wakes it. Dropping the future (or the blocking `Completion`) abandons the op as
 //! above, and releases its waker.
 
 use std::future::Future;
@@ -59,15 +58,15 @@ pub type CommitResult = Result<(), CommitError>;
 
 /// Created; in a ring or about to be.
 const QUEUED: u8 = 0;
-/// Claimed by a writer to be written to a socket: from now on it may be applied.
+/// Claimed by an I/O thread to be written to a socket: from now on it may be applied.
 const SENT: u8 = 1;
-/// The caller gave up before the writer claimed it: it must never be sent.
+/// The caller gave up before the sender claimed it: it must never be sent.
 const ABANDONED: u8 = 2;
 
 /// The state shared by an [`Op`] and its [`Completion`].
 #[derive(Debug)]
 struct Cell {
-    /// `QUEUED` → `SENT` (writer) or `QUEUED` → `ABANDONED` (caller); never changes again.
+    /// `QUEUED` → `SENT` (sender) or `QUEUED` → `ABANDONED` (caller); never changes again.
     /// Both moves are a compare-and-swap, so exactly one side wins. `AcqRel`/`Acquire`: the
     /// stage carries no data of its own, the outcome is published under the mutex.
     stage: AtomicU8,
@@ -126,7 +125,7 @@ impl Cell {
         true
     }
 
-    /// The caller gives up at its deadline, with the lock held: abandon the op if the writer
+    /// The caller gives up at its deadline, with the lock held: abandon the op if the sender
     /// has not claimed it, and say which happened.
     fn give_up(&self, state: &mut State) -> CommitResult {
         state.caller_gone = true;
@@ -419,7 +418,7 @@ impl Op {
         now >= self.deadline
     }
 
-    /// The writer's claim, made just before the op is written to a socket: `true` means "send
+    /// The sender's claim, made just before the op is written to a socket: `true` means "send
     /// it" (from now on the caller is told it may have been applied); `false` means the caller
     /// already gave up, so the op must not be sent (drop it; its caller has its answer).
     /// Claiming twice returns `false` the second time.

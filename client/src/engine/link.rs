@@ -528,8 +528,10 @@ impl Link {
                     _ => break,
                 }
             }
-            if let Some(op) = self.head.take() {
-                count += self.stage(cx, op);
+            if count < self.cap {
+                if let Some(op) = self.head.take() {
+                    count += self.stage(cx, op);
+                }
             }
             // The ring, in claims of up to the batch cap.
             while count < self.cap
@@ -663,8 +665,10 @@ impl Link {
                 self.reroute(cx, r.op, r.not_before);
             }
         }
-        if let Some(op) = self.head.take() {
-            self.reroute(cx, op, cx.now);
+        if self.retry.len() + self.in_flight < window {
+            if let Some(op) = self.head.take() {
+                self.reroute(cx, op, cx.now);
+            }
         }
         while self.retry.len() + self.in_flight < window {
             let Some(op) = self.queue.ring.try_pop() else {
