@@ -34,8 +34,15 @@
 //!
 //! Other knobs: `SLOTLINE_BENCH_ROUNDS`, `SLOTLINE_BENCH_ROUND_MS`, `SLOTLINE_BENCH_CALLERS`
 //! (`1,16,64,256`), `SLOTLINE_BENCH_ONLY` (comma-separated ids or id prefixes, e.g. `0,3`),
-//! and slotline's own `SLOTLINE_BENCH_SHARDS` (`shard_config.total_shards`, default 64) and
-//! `SLOTLINE_BENCH_MAX_BATCH` (`batching.max_batch`, default 512).
+//! and slotline's own `SLOTLINE_BENCH_SHARDS` (`shard_config.total_shards`, default 64),
+//! `SLOTLINE_BENCH_MAX_BATCH` (`batching.max_batch`, default 512),
+//! `SLOTLINE_BENCH_PIPELINE_DEPTH` (`batching.pipeline_depth`, default 4) and
+//! `SLOTLINE_BENCH_IO_THREADS` (`redis_pool.io_threads`, default 0: from the machine).
+//!
+//! CPU columns: `client` is this whole process (callers, runtime, the client's own threads);
+//! `engine` is slotline's own threads only (`slotline-io-*`, `slotline-refresh`), the work the
+//! client adds on top of its callers (redis-rs does its work inside the callers' tasks, so it
+//! has no such column); `servers` is the six `redis-server`s.
 
 use std::env;
 use std::fmt::Write as _;
@@ -99,6 +106,8 @@ struct Settings {
     contenders: Vec<Contender>,
     total_shards: u32,
     max_batch: usize,
+    pipeline_depth: usize,
+    io_threads: usize,
 }
 
 fn env_or<T: FromStr>(name: &str, default: T) -> T {
@@ -146,6 +155,8 @@ impl Settings {
             contenders,
             total_shards: env_or("SLOTLINE_BENCH_SHARDS", 64),
             max_batch: env_or("SLOTLINE_BENCH_MAX_BATCH", 512),
+            pipeline_depth: env_or("SLOTLINE_BENCH_PIPELINE_DEPTH", 4),
+            io_threads: env_or("SLOTLINE_BENCH_IO_THREADS", 0),
         }
     }
 }
@@ -204,6 +215,8 @@ struct Run {
     client_cpu: Duration,
     /// CPU time of the cluster's `redis-server` processes during the run.
     server_cpu: Duration,
+    /// CPU time of slotline's own threads during the run.
+    engine_cpu: Duration,
 }
 
 impl Run {
@@ -217,6 +230,7 @@ impl Run {
             latencies: Vec::new(),
             client_cpu: Duration::ZERO,
             server_cpu: Duration::ZERO,
+            engine_cpu: Duration::ZERO,
         };
         for c in callers {
             run.commits += c.commits;
@@ -260,11 +274,28 @@ struct CpuMeter {
 }
 
 impl CpuMeter {
-    /// (this process, all servers) so far.
-    fn now(&self) -> (Duration, Duration) {
+    /// (this process, all servers, slotline's own threads) so far.
+    fn now(&self) -> (Duration, Duration, Duration) {
         let servers = self.servers.iter().map(|pid| cpu_time(pid)).sum();
-        (cpu_time("self"), servers)
+        (cpu_time("self"), servers, engine_cpu_time())
     }
+}
+
+/// CPU time of this process's threads named `slotline-*` (the client's I/O and refresh
+/// threads), from `/proc/self/task/*/stat`.
+fn engine_cpu_time() -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let tid = task.file_name().into_string().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
+            comm.starts_with("slotline-")
+                .then(|| cpu_time(&format!("self/task/{tid}")))
+        })
+        .sum()
 }
 
 /// A generous guess at how many commits one caller makes in `duration` (sizes sample buffers).
@@ -371,11 +402,12 @@ struct Bench {
 impl Bench {
     /// One run of `contender`, with the CPU time it cost.
     fn run(&self, contender: Contender, callers: usize, duration: Duration) -> Run {
-        let (client_before, servers_before) = self.cpu.now();
+        let (client_before, servers_before, engine_before) = self.cpu.now();
         let mut run = self.run_callers(contender, callers, duration);
-        let (client_after, servers_after) = self.cpu.now();
+        let (client_after, servers_after, engine_after) = self.cpu.now();
         run.client_cpu = client_after.saturating_sub(client_before);
         run.server_cpu = servers_after.saturating_sub(servers_before);
+        run.engine_cpu = engine_after.saturating_sub(engine_before);
         run
     }
 
@@ -502,6 +534,8 @@ struct Row {
     /// CPU µs per commit over all rounds: this process, and the six servers.
     client_cpu_us: f64,
     server_cpu_us: f64,
+    /// slotline's own threads, µs per commit (`None` for redis-rs).
+    engine_cpu_us: Option<f64>,
     /// Median of the per-round ratios to the baseline (`None` without a baseline).
     ratio: Option<f64>,
     errors: u64,
@@ -516,7 +550,7 @@ fn measure(bench: &Bench, settings: &Settings, callers: usize) -> Vec<Row> {
     let mut latencies: Vec<Vec<u32>> = vec![Vec::new(); contenders.len()];
     let mut errors = vec![0u64; contenders.len()];
     let mut commits = vec![0u64; contenders.len()];
-    let mut cpu = vec![(Duration::ZERO, Duration::ZERO); contenders.len()];
+    let mut cpu = vec![(Duration::ZERO, Duration::ZERO, Duration::ZERO); contenders.len()];
     for round in 0..settings.rounds {
         for step in 0..contenders.len() {
             let i = (round + step) % contenders.len();
@@ -527,6 +561,7 @@ fn measure(bench: &Bench, settings: &Settings, callers: usize) -> Vec<Row> {
             commits[i] += run.commits;
             cpu[i].0 += run.client_cpu;
             cpu[i].1 += run.server_cpu;
+            cpu[i].2 += run.engine_cpu;
         }
     }
     let baseline = contenders.iter().position(|&c| c == Contender::BASELINE);
@@ -552,6 +587,8 @@ fn measure(bench: &Bench, settings: &Settings, callers: usize) -> Vec<Row> {
             p99_us: quantile_us(&mut latencies[i], 0.99),
             client_cpu_us: per_commit_us(cpu[i].0),
             server_cpu_us: per_commit_us(cpu[i].1),
+            engine_cpu_us: matches!(contender, Contender::Slotline | Contender::SlotlineAsync)
+                .then(|| per_commit_us(cpu[i].2)),
             ratio,
             errors: errors[i],
         });
@@ -562,8 +599,8 @@ fn measure(bench: &Bench, settings: &Settings, callers: usize) -> Vec<Row> {
 fn markdown(rows: &[Row]) -> String {
     let mut out = String::from(
         "| callers | id | commits/s (median) | min–max | p50 µs | p99 µs | × redis-rs async | \
-         CPU µs/commit: client | servers | errors |\n\
-         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         CPU µs/commit: client | engine | servers | errors |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let ratio = r
@@ -571,7 +608,7 @@ fn markdown(rows: &[Row]) -> String {
             .map_or_else(|| "–".to_owned(), |x| format!("{x:.2}"));
         let _ = writeln!(
             out,
-            "| {} | `{}` | {:.0}k | {:.0}k–{:.0}k | {:.0} | {:.0} | {} | {:.1} | {:.1} | {} |",
+            "| {} | `{}` | {:.0}k | {:.0}k–{:.0}k | {:.0} | {:.0} | {} | {:.1} | {} | {:.1} | {} |",
             r.callers,
             r.contender.id(),
             r.median_per_sec / 1e3,
@@ -581,6 +618,8 @@ fn markdown(rows: &[Row]) -> String {
             r.p99_us,
             ratio,
             r.client_cpu_us,
+            r.engine_cpu_us
+                .map_or_else(|| "–".to_owned(), |e| format!("{e:.2}")),
             r.server_cpu_us,
             r.errors,
         );
@@ -606,19 +645,37 @@ fn main() {
             .collect::<Vec<_>>(),
     );
 
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!(
+        "CPU: {cpu_model}, {} logical cores",
+        thread::available_parallelism().map_or(0, |n| n.get())
+    );
     let cluster = LocalCluster::start().expect("start the local Redis Cluster");
     let mut config: Config = cluster.config();
     config.shard_config.total_shards = settings.total_shards;
     config.batching.max_batch = settings.max_batch;
+    config.batching.pipeline_depth = settings.pipeline_depth;
+    config.redis_pool.io_threads = settings.io_threads;
     // No caller may lose a write to eviction while measuring: wait for room instead.
     config.backpressure.fallback_strategy = FallbackStrategy::Block;
     println!(
         "cluster up in {:?}; slotline config: total_shards {}, ring_buffer_capacity {}, \
-         max_batch {}, p95_budget {:?}, ack.replicas {}, fallback {:?}",
+         max_batch {}, pipeline_depth {}, io_threads {}, p95_budget {:?}, ack.replicas {}, \
+         fallback {:?}",
         cluster.startup_time(),
         config.shard_config.total_shards,
         config.shard_config.ring_buffer_capacity,
         config.batching.max_batch,
+        config.batching.pipeline_depth,
+        config.io_threads(),
         config.batching.p95_budget,
         config.ack.replicas,
         config.backpressure.fallback_strategy,

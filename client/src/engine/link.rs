@@ -773,11 +773,16 @@ impl Link {
             let Some(t) = self.transport.as_mut() else {
                 return Ok(());
             };
+            let room = self.inbuf.len() - self.in_end;
+            let plain = matches!(t, Transport::Plain(_));
             let n = match t.read(&mut self.inbuf[self.in_end..]) {
                 Ok(Some(n)) => n,
                 Ok(None) => return Ok(()),
                 Err(err) => return Err(format!("read: {err}")),
             };
+            // A short read of a plain socket took all the kernel had: new bytes will raise a
+            // new readiness event, so the read that would only say "would block" is skipped.
+            let drained = plain && n < room;
             self.in_end += n;
             self.last_progress = cx.now;
             self.queue.last_reply_ms.store(
@@ -785,7 +790,7 @@ impl Link {
                 std::sync::atomic::Ordering::Relaxed,
             );
             self.parse_replies(cx)?;
-            if matches!(self.state, State::Down { .. }) {
+            if drained || matches!(self.state, State::Down { .. }) {
                 return Ok(());
             }
         }
