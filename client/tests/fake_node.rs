@@ -1,0 +1,120 @@
+//! The engine against a scripted one-node "cluster" on a loopback socket, for replies a real
+//! server gives only under conditions that are hard to arrange: a redirect loop, and a
+//! connection that dies after a write was sent and then an error reply to the resend.
+#![cfg(not(feature = "loom"))]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use slotline_client::{Client, CommitError, Config, NodeAddr};
+use slotline_router::{key_slot, parse_resp, Value};
+
+/// What the fake node does with a `SET` (the n-th it sees, counting from 0, on `port`).
+type OnSet = dyn Fn(usize, u16) -> Option<Vec<u8>> + Send + Sync;
+
+/// Starts a node on a free loopback port that serves `CLUSTER SLOTS` (itself for every slot,
+/// `CLUSTER SHARDS` refused so the client falls back) and answers each `SET` with `on_set`
+/// (`None`: close the connection without answering). Returns the port.
+fn fake_node(on_set: Arc<OnSet>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let sets = Arc::new(AtomicUsize::new(0));
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (on_set, sets) = (Arc::clone(&on_set), Arc::clone(&sets));
+            thread::spawn(move || serve(stream, port, &*on_set, &sets));
+        }
+    });
+    port
+}
+
+fn serve(mut stream: TcpStream, port: u16, on_set: &OnSet, sets: &AtomicUsize) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        while let Ok((value, used)) = parse_resp(&buf) {
+            buf.drain(..used);
+            let Value::Array(args) = value else { return };
+            let arg = |i: usize| match args.get(i) {
+                Some(Value::Bulk(b)) => String::from_utf8_lossy(b).to_uppercase(),
+                _ => String::new(),
+            };
+            let reply = match (arg(0).as_str(), arg(1).as_str()) {
+                ("CLUSTER", "SLOTS") => Some(
+                    format!("*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:{port}\r\n")
+                        .into_bytes(),
+                ),
+                ("CLUSTER", _) => Some(b"-ERR unknown subcommand\r\n".to_vec()),
+                ("SET", _) => on_set(sets.fetch_add(1, Ordering::SeqCst), port),
+                _ => Some(b"+OK\r\n".to_vec()),
+            };
+            match reply {
+                Some(bytes) => {
+                    if stream.write_all(&bytes).is_err() {
+                        return;
+                    }
+                }
+                None => return, // drop the connection without answering
+            }
+        }
+    }
+}
+
+fn config(port: u16, timeout: Duration) -> Config {
+    let mut config = Config::default();
+    config.nodes = vec![NodeAddr::new("127.0.0.1", port)];
+    config.commit.timeout = timeout;
+    config
+}
+
+#[test]
+fn a_redirect_loop_ends_with_a_typed_error_before_the_deadline() {
+    const KEY: &[u8] = b"loop:{1}";
+    let slot = key_slot(KEY).get();
+    let port = fake_node(Arc::new(move |_, port| {
+        Some(format!("-MOVED {slot} 127.0.0.1:{port}\r\n").into_bytes())
+    }));
+    let client = Client::connect(config(port, Duration::from_secs(20))).expect("connect");
+    let started = Instant::now();
+    let outcome = client.commit(KEY, b"v");
+    let took = started.elapsed();
+    match &outcome {
+        Err(CommitError::Server { message }) => {
+            assert!(message.contains("redirects"), "{message}");
+        }
+        other => panic!("expected a redirect-limit error, got {other:?}"),
+    }
+    assert!(!outcome.unwrap_err().may_have_been_applied());
+    assert!(
+        took < Duration::from_secs(10),
+        "gave up only after {took:?}"
+    );
+    assert_eq!(client.metrics().total.moved, 17);
+}
+
+#[test]
+fn an_error_reply_to_a_resend_still_says_the_first_send_may_have_been_applied() {
+    let port = fake_node(Arc::new(|n, _| {
+        if n == 0 {
+            None // read the SET, then drop the connection: it may have been applied
+        } else {
+            Some(b"-OOM command not allowed when used memory > 'maxmemory'\r\n".to_vec())
+        }
+    }));
+    let client = Client::connect(config(port, Duration::from_secs(5))).expect("connect");
+    let outcome = client.commit(b"k", b"v");
+    let err = outcome.expect_err("the resend was refused");
+    assert!(
+        err.may_have_been_applied(),
+        "the first send was wholly written before the connection died, yet: {err:?}"
+    );
+}
