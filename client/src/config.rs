@@ -54,6 +54,7 @@ use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use slotline_router::Addr;
 use url::{Host, Url};
 
 /// The number of hash slots in a Redis Cluster; also the largest allowed `total_shards`.
@@ -1371,8 +1372,8 @@ impl fmt::Debug for Password {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeAddr {
-    host: String,
-    port: u16,
+    /// Host and port: the router's address type, the one the whole client uses.
+    addr: Addr,
     tls: bool,
     username: Option<String>,
     password: Option<Password>,
@@ -1390,8 +1391,7 @@ impl NodeAddr {
     /// ```
     pub fn new(host: impl Into<String>, port: u16) -> NodeAddr {
         NodeAddr {
-            host: host.into(),
-            port,
+            addr: Addr::new(host, port),
             tls: false,
             username: None,
             password: None,
@@ -1409,7 +1409,24 @@ impl NodeAddr {
     /// # Ok::<(), slotline_client::config::NodeAddrError>(())
     /// ```
     pub fn host(&self) -> &str {
-        &self.host
+        self.addr.host()
+    }
+
+    /// Host and port as the router's [`Addr`] (the address type of topology maps and
+    /// redirects).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::NodeAddr;
+    /// use slotline_router::Addr;
+    ///
+    /// let node: NodeAddr = "redis://app:pw@10.0.0.5:7000".parse()?;
+    /// assert_eq!(node.addr(), &Addr::new("10.0.0.5", 7000));
+    /// # Ok::<(), slotline_client::config::NodeAddrError>(())
+    /// ```
+    pub fn addr(&self) -> &Addr {
+        &self.addr
     }
 
     /// TCP port.
@@ -1423,7 +1440,7 @@ impl NodeAddr {
     /// # Ok::<(), slotline_client::config::NodeAddrError>(())
     /// ```
     pub fn port(&self) -> u16 {
-        self.port
+        self.addr.port()
     }
 
     /// Whether the address was given as `rediss://` (TLS).
@@ -1486,7 +1503,9 @@ impl NodeAddr {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn resolve(&self) -> std::io::Result<Vec<SocketAddr>> {
-        Ok((self.host.as_str(), self.port).to_socket_addrs()?.collect())
+        Ok((self.addr.host(), self.addr.port())
+            .to_socket_addrs()?
+            .collect())
     }
 }
 
@@ -1496,13 +1515,22 @@ impl From<SocketAddr> for NodeAddr {
     }
 }
 
-impl fmt::Display for NodeAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
+impl From<Addr> for NodeAddr {
+    /// A plain address (no TLS scheme, no credentials) for a node the cluster named.
+    fn from(addr: Addr) -> NodeAddr {
+        NodeAddr {
+            addr,
+            tls: false,
+            username: None,
+            password: None,
         }
+    }
+}
+
+impl fmt::Display for NodeAddr {
+    /// `host:port`, `[ipv6]:port`: never the scheme or the credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.addr, f)
     }
 }
 
@@ -1620,8 +1648,7 @@ impl FromStr for NodeAddr {
             None => None,
         };
         Ok(NodeAddr {
-            host,
-            port,
+            addr: Addr::new(host, port),
             tls,
             username,
             password,

@@ -79,7 +79,7 @@ fn candidates(
         .map(|q| {
             (
                 q.last_reply_ms.load(Ordering::Relaxed),
-                NodeAddr::new(q.addr.host(), q.addr.port()),
+                NodeAddr::from(q.addr.clone()),
             )
         })
         .collect();
@@ -87,7 +87,7 @@ fn candidates(
     let mut nodes: Vec<NodeAddr> = masters.into_iter().map(|(_, n)| n).collect();
     for shard in table.map.shards() {
         for replica in shard.replicas() {
-            nodes.push(NodeAddr::new(replica.addr.host(), replica.addr.port()));
+            nodes.push(NodeAddr::from(replica.addr.clone()));
         }
     }
     nodes.extend(seeds.iter().cloned());

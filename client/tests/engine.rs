@@ -11,6 +11,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use slotline_client::config::FallbackStrategy;
 use slotline_client::{Client, CommitError, Config};
 use slotline_testkit::LocalCluster;
 
@@ -199,4 +200,50 @@ fn a_panicking_io_thread_fails_pending_and_later_writes_and_shows_in_metrics() {
             may_have_been_applied: false
         }))
     );
+}
+
+#[test]
+fn the_byte_budget_refuses_writes_past_its_line_and_any_write_larger_than_it() {
+    let cluster = cluster();
+    let mut config = config(&cluster, Duration::from_secs(5));
+    // 64 KiB per master, the line at 80 %: 52 429 bytes.
+    config.backpressure.max_pending_bytes = 64 * 1024;
+    config.backpressure.fallback_strategy = FallbackStrategy::Reject;
+    let client = Client::connect(config).expect("connect");
+    client.commit(b"warm", b"up").expect("warm-up");
+
+    let huge = vec![b'x'; 100 * 1024];
+    assert!(
+        matches!(
+            client.commit(b"huge", &huge),
+            Err(CommitError::TooLarge { limit: 52_429, .. })
+        ),
+        "a write larger than the whole budget must be refused up front"
+    );
+
+    // About 8.2 KiB each (the value plus the command's framing): 6 fit under one master's
+    // line, a 7th does not. The masters are frozen, so nothing drains.
+    let value = vec![b'v'; 8 * 1024];
+    let (accepted, rejected) = with_masters_frozen(&cluster, || {
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut pending = Vec::new();
+        let mut rejected = 0;
+        for i in 0..60 {
+            let mut fut = client.commit_async(format!("bytes:{{{i}}}").as_bytes(), &value);
+            match Pin::new(&mut fut).poll(&mut cx) {
+                Poll::Ready(Err(CommitError::Rejected)) => rejected += 1,
+                Poll::Pending => pending.push(fut),
+                Poll::Ready(other) => panic!("unexpected outcome {other:?}"),
+            }
+        }
+        (pending.len(), rejected)
+    });
+    assert!(
+        accepted <= 3 * 6,
+        "{accepted} writes of 8 KiB accepted by 3 masters whose byte line holds 6 each"
+    );
+    assert!(accepted >= 6, "only {accepted} accepted");
+    assert_eq!(accepted + rejected, 60);
+    assert_eq!(client.metrics().total.rejections, rejected as u64 + 1);
 }

@@ -70,8 +70,10 @@ fn serve(mut stream: TcpStream, port: u16, on_set: &OnSet, sets: &AtomicUsize) {
 }
 
 fn config(port: u16, timeout: Duration) -> Config {
-    let mut config = Config::default();
-    config.nodes = vec![NodeAddr::new("127.0.0.1", port)];
+    let mut config = Config {
+        nodes: vec![NodeAddr::new("127.0.0.1", port)],
+        ..Config::default()
+    };
     config.commit.timeout = timeout;
     config
 }
