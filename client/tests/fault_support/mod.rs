@@ -86,6 +86,8 @@ pub enum Kind {
     DeadlineMaybe,
     Server,
     Shortfall,
+    /// `ReplicationUnconfirmed`: applied on the master, its `WAIT` lost with the connection.
+    Unconfirmed,
     LostUnsent,
     LostMaybe,
     Closed,
@@ -106,6 +108,7 @@ impl Kind {
             }) => Kind::DeadlineMaybe,
             Err(CommitError::Server { .. }) => Kind::Server,
             Err(CommitError::ReplicationShortfall { .. }) => Kind::Shortfall,
+            Err(CommitError::ReplicationUnconfirmed { .. }) => Kind::Unconfirmed,
             Err(CommitError::ConnectionLost {
                 may_have_been_applied: false,
             }) => Kind::LostUnsent,
