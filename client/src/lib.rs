@@ -90,6 +90,10 @@
 //! - **`block` in async code polls.** While its queue is full, a [`CommitFuture`] under
 //!   `fallback_strategy: block` asks to be polled again at once until there is room or its
 //!   deadline passes.
+//! - **A master seen only between two tables.** A master that appears in one table and is
+//!   gone from the next before its I/O thread looked (a `MOVED` to a node the next refresh does
+//!   not list) gets no connection; writes pushed into its queue meanwhile fail with `Closed`
+//!   when the last table holding it goes.
 //! - **Blocking commits and many threads.** [`Client::commit`] parks its thread until the reply;
 //!   with far more caller threads than cores, the wake-up per commit dominates. Prefer
 //!   [`Client::commit_async`] at high concurrency.

@@ -177,8 +177,10 @@ pub struct Op {
     pub(crate) asking: bool,
     /// A connection failed after the op was wholly written: it may be in Redis.
     pub(crate) maybe_applied: bool,
-    /// Resends so far (for the backoff).
+    /// Resends after transient errors or lost connections so far (for the backoff).
     pub(crate) attempts: u32,
+    /// `MOVED`/`ASK` redirects followed so far (at most 16).
+    pub(crate) redirects: u32,
 }
 
 /// A command that cannot become an [`Op`].
@@ -320,6 +322,7 @@ impl Op {
             asking: false,
             maybe_applied: false,
             attempts: 0,
+            redirects: 0,
         };
         (op, completion)
     }

@@ -70,7 +70,7 @@ pub(crate) struct MasterQueue {
     pub(crate) last_reply_ms: AtomicU64,
     /// The master's socket address: parsed at once from an IP address, or looked up by the
     /// refresh thread for a host name (a lookup may block; I/O threads never make one).
-    resolved: OnceLock<SocketAddr>,
+    resolved: Mutex<Option<SocketAddr>>,
 }
 
 impl std::fmt::Debug for MasterQueue {
@@ -91,7 +91,16 @@ impl MasterQueue {
         if let Ok(ip) = self.addr.host().parse::<IpAddr>() {
             return Some(SocketAddr::new(ip, self.addr.port()));
         }
-        self.resolved.get().copied()
+        *self.resolved.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Forgets a looked-up address after a failed connect, so that the refresh thread looks
+    /// the name up again (a node restarted under the same name may have a new address).
+    pub(crate) fn forget_address(&self) {
+        if self.addr.host().parse::<IpAddr>().is_ok() {
+            return;
+        }
+        *self.resolved.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// Looks the host name up if that is still to be done (the refresh thread).
@@ -101,7 +110,7 @@ impl MasterQueue {
         }
         if let Ok(mut addrs) = (self.addr.host(), self.addr.port()).to_socket_addrs() {
             if let Some(a) = addrs.next() {
-                let _ = self.resolved.set(a);
+                *self.resolved.lock().unwrap_or_else(PoisonError::into_inner) = Some(a);
             }
         }
     }
@@ -193,7 +202,7 @@ impl QueueSizing {
             byte_limit: self.config.backpressure_byte_limit(),
             io: io % self.io_threads,
             last_reply_ms: AtomicU64::new(0),
-            resolved: OnceLock::new(),
+            resolved: Mutex::new(None),
         })
     }
 }
@@ -520,7 +529,14 @@ mod tests {
         assert_eq!(q.socket_addr(), None);
         q.resolve();
         assert_eq!(q.socket_addr().map(|a| a.port()), Some(7000));
+        // After a failed connect the name is looked up again, not trusted for ever.
+        q.forget_address();
+        assert_eq!(q.socket_addr(), None);
+        q.resolve();
+        assert!(q.socket_addr().is_some());
         let ip = sizing.queue(addr(7001), 0, 0);
         assert_eq!(ip.socket_addr(), Some("127.0.0.1:7001".parse().unwrap()));
+        ip.forget_address();
+        assert!(ip.socket_addr().is_some(), "an IP address needs no lookup");
     }
 }

@@ -206,7 +206,7 @@ impl IoThread {
                 continue;
             }
             if let Some(Some(link)) = self.links.get_mut(token.0) {
-                link.on_event(&mut cx);
+                link.on_event(&mut cx, event.is_read_closed() || event.is_error());
             }
         }
     }
@@ -236,7 +236,7 @@ impl IoThread {
             let mut cx = Self::cx(&self.shared, &table, &self.poll, &mut self.tally, self.id);
             for event in self.events.iter() {
                 if let Some(Some(link)) = self.links.get_mut(event.token().0) {
-                    link.on_event(&mut cx);
+                    link.on_event(&mut cx, event.is_read_closed() || event.is_error());
                 }
             }
         }

@@ -206,6 +206,9 @@ pub(crate) struct Link {
     retry_deadline: Option<Instant>,
     /// The table version whose routing the ops in `retry` were last checked against.
     rerouted: u64,
+    /// When ops held with a future `not_before` (a full forward target, a backoff) are to be
+    /// looked at again while the link cannot send.
+    reroute_at: Option<Instant>,
     /// Earliest deadline among the ops in `expect` and `acked` (a lower bound).
     next_deadline: Option<Instant>,
     /// Last time bytes moved in either direction.
@@ -216,6 +219,8 @@ pub(crate) struct Link {
     cap: usize,
     rtt_sum: Duration,
     rtt_n: u32,
+    /// The poller reported the node's side closed or in error: no short-read shortcut.
+    peer_closed: bool,
     /// Why the last connection failed, for `Debug`.
     pub(crate) last_error: Option<String>,
 }
@@ -248,6 +253,7 @@ impl Link {
             retry: VecDeque::new(),
             retry_deadline: None,
             rerouted: 0,
+            reroute_at: None,
             next_deadline: None,
             last_progress: now,
             failures: 0,
@@ -256,6 +262,7 @@ impl Link {
             rtt_sum: Duration::ZERO,
             rtt_n: 0,
             last_error: None,
+            peer_closed: false,
         }
     }
 
@@ -263,6 +270,8 @@ impl Link {
     fn hold(&mut self, op: Op, not_before: Instant) {
         let d = op.deadline();
         self.retry_deadline = Some(self.retry_deadline.map_or(d, |r| r.min(d)));
+        // A link that cannot send looks at it again then (it may belong elsewhere by then).
+        self.reroute_at = Some(self.reroute_at.map_or(not_before, |r| r.min(not_before)));
         self.retry.push_back(Retry { op, not_before });
     }
 
@@ -286,13 +295,20 @@ impl Link {
         let due = self.retry.front().is_some_and(|r| r.not_before <= cx.now);
         let room = self.retry.len() + self.in_flight < Self::window_ops(cx);
         match self.state {
-            _ if self.retired => queued || due || self.head.is_some(),
+            _ if self.retired => {
+                self.reroute_at.is_some_and(|t| t <= cx.now)
+                    || ((queued || self.head.is_some()) && self.retry.len() < Self::window_ops(cx))
+            }
             State::Ready => {
                 (queued || due || self.head.is_some())
                     && self.batches < cx.shared.config.batching.pipeline_depth
                     && room
             }
-            State::Down { retry_at } => (retry_at <= cx.now && !self.is_idle()) || (queued && room),
+            State::Down { retry_at } => {
+                (retry_at <= cx.now && !self.is_idle())
+                    || (queued && room)
+                    || self.reroute_at.is_some_and(|t| t <= cx.now)
+            }
             _ => queued && room,
         }
     }
@@ -308,11 +324,21 @@ impl Link {
         if let Some(d) = self.retry_deadline {
             consider(d);
         }
-        if let Some(r) = self.retry.front() {
-            consider(r.not_before);
+        let can_send = matches!(self.state, State::Ready)
+            && !self.retired
+            && self.batches < cx.shared.config.batching.pipeline_depth;
+        if can_send {
+            // Only a link that could send them now wakes for due retries.
+            if let Some(r) = self.retry.front() {
+                consider(r.not_before);
+            }
+        } else if self.retired || !matches!(self.state, State::Ready) {
+            if let Some(t) = self.reroute_at {
+                consider(t);
+            }
         }
         match self.state {
-            State::Down { retry_at } if !self.is_idle() => consider(retry_at),
+            State::Down { retry_at } if !self.retired && !self.is_idle() => consider(retry_at),
             State::Connecting { since }
             | State::Handshaking { since }
             | State::Authenticating { since } => consider(after(since, opts.dial_timeout)),
@@ -381,10 +407,12 @@ impl Link {
     }
 
     /// Reacts to readiness of the socket: connect progress, writes, reads, replies.
-    pub(crate) fn on_event(&mut self, cx: &mut Cx<'_>) {
+    pub(crate) fn on_event(&mut self, cx: &mut Cx<'_>, closed: bool) {
         if matches!(self.state, State::Down { .. }) {
             return;
         }
+        // The node closed or errored: read to the end, so that the end is seen now.
+        self.peer_closed |= closed;
         if let State::Connecting { .. } = self.state {
             let Some(t) = self.transport.as_mut() else {
                 return;
@@ -466,6 +494,7 @@ impl Link {
         self.in_start = 0;
         self.in_end = 0;
         self.last_progress = cx.now;
+        self.peer_closed = false;
         self.state = State::Connecting { since: cx.now };
     }
 
@@ -528,7 +557,7 @@ impl Link {
                     _ => break,
                 }
             }
-            if count < self.cap {
+            if count < self.cap && self.retry.len() + self.in_flight < window {
                 if let Some(op) = self.head.take() {
                     count += self.stage(cx, op);
                 }
@@ -651,26 +680,32 @@ impl Link {
     /// their deadlines are watched and from where they are sent first once connected.
     fn reroute_held(&mut self, cx: &mut Cx<'_>) {
         let window = Self::window_ops(cx);
-        if self.retired || self.rerouted != cx.table.version {
+        let due = self.reroute_at.is_some_and(|t| t <= cx.now);
+        if self.retired || due || self.rerouted != cx.table.version {
             self.rerouted = cx.table.version;
+            self.reroute_at = None;
             for _ in 0..self.retry.len() {
                 let Some(r) = self.retry.pop_front() else {
                     break;
                 };
-                if self.retired && r.not_before > cx.now {
-                    // A forward that found its target full: not before its retry time.
+                if r.not_before > cx.now {
+                    // A forward that found its target full, or a backoff: look again then.
+                    let t = r.not_before;
+                    self.reroute_at = Some(self.reroute_at.map_or(t, |a| a.min(t)));
                     self.retry.push_back(r);
                     continue;
                 }
                 self.reroute(cx, r.op, r.not_before);
             }
         }
-        if self.retry.len() + self.in_flight < window {
+        // A retired link only forwards: what it has in flight does not limit that.
+        let busy = if self.retired { 0 } else { self.in_flight };
+        if self.retry.len() + busy < window {
             if let Some(op) = self.head.take() {
                 self.reroute(cx, op, cx.now);
             }
         }
-        while self.retry.len() + self.in_flight < window {
+        while self.retry.len() + busy < window {
             let Some(op) = self.queue.ring.try_pop() else {
                 break;
             };
@@ -782,7 +817,7 @@ impl Link {
             };
             // A short read of a plain socket took all the kernel had: new bytes will raise a
             // new readiness event, so the read that would only say "would block" is skipped.
-            let drained = plain && n < room;
+            let drained = plain && n < room && !self.peer_closed;
             self.in_end += n;
             self.last_progress = cx.now;
             self.queue.last_reply_ms.store(
@@ -930,8 +965,8 @@ impl Link {
                         m.record_ask();
                     }
                 }
-                let hops = op.attempts;
-                op.attempts = op.attempts.saturating_add(1);
+                let hops = op.redirects;
+                op.redirects = op.redirects.saturating_add(1);
                 if hops >= MAX_REDIRECTS {
                     let message = format!("{message} (gave up after {MAX_REDIRECTS} redirects)");
                     self.finish(cx, op, Err(CommitError::Server { message }));
@@ -1074,6 +1109,7 @@ impl Link {
     /// The connection failed: decide every op it holds (see the module docs), close the
     /// socket, and reconnect after a backoff.
     pub(crate) fn fail(&mut self, cx: &mut Cx<'_>, why: String) {
+        self.queue.forget_address();
         let wanted = cx.shared.config.ack.replicas;
         for op in std::mem::take(&mut self.acked) {
             self.finish(cx, op, Err(CommitError::ReplicationUnconfirmed { wanted }));
