@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{fence, AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::thread::{self, JoinHandle};
@@ -325,27 +325,15 @@ fn submit(shared: &Shared, op: Op) -> Result<(), Submit> {
     let queue = table.queue(op.slot());
     let bytes = op.charge();
     if bytes > queue.byte_limit {
-        let err = CommitError::TooLarge {
-            bytes,
-            limit: queue.byte_limit,
-        };
-        shared.record(&op, &Err(err.clone()));
-        return Err(Submit::Refused(err));
+        let limit = queue.byte_limit;
+        return Err(refuse(shared, &op, CommitError::TooLarge { bytes, limit }));
     }
     let mut op = op;
     loop {
         if queue.try_charge(bytes) {
             match queue.ring.try_push_below(op, queue.limit) {
                 Ok(()) => {
-                    // See the engine docs: either the I/O thread sees the op, or we see that
-                    // the client stopped and empty the queue ourselves.
-                    fence(Ordering::SeqCst);
-                    let state = shared.state();
-                    if state != RUNNING {
-                        shared.drain_stopped(queue, state);
-                    } else {
-                        shared.notify(queue.io);
-                    }
+                    shared.after_push(queue);
                     return Ok(());
                 }
                 Err(Full(back)) => {
@@ -355,11 +343,7 @@ fn submit(shared: &Shared, op: Op) -> Result<(), Submit> {
             }
         }
         match shared.config.backpressure.fallback_strategy {
-            FallbackStrategy::Reject => {
-                let err = CommitError::Rejected;
-                shared.record(&op, &Err(err.clone()));
-                return Err(Submit::Refused(err));
-            }
+            FallbackStrategy::Reject => return Err(refuse(shared, &op, CommitError::Rejected)),
             FallbackStrategy::Block => return Err(Submit::Full(op)),
             FallbackStrategy::DropOldest => {
                 // Evict the oldest queued op (its caller gets `Dropped`), then retry. Another
@@ -370,9 +354,7 @@ fn submit(shared: &Shared, op: Op) -> Result<(), Submit> {
                     }
                     None if queue.ring.is_empty() => {
                         // Nothing queued to evict: the budget is held by writes in flight.
-                        let err = CommitError::Rejected;
-                        shared.record(&op, &Err(err.clone()));
-                        return Err(Submit::Refused(err));
+                        return Err(refuse(shared, &op, CommitError::Rejected));
                     }
                     None => {}
                 }
@@ -380,12 +362,17 @@ fn submit(shared: &Shared, op: Op) -> Result<(), Submit> {
                     let err = CommitError::DeadlineExceeded {
                         may_have_been_applied: false,
                     };
-                    shared.record(&op, &Err(err.clone()));
-                    return Err(Submit::Refused(err));
+                    return Err(refuse(shared, &op, err));
                 }
             }
         }
     }
+}
+
+/// `op` will not be queued: counts `err` in its shard's metrics and hands it to the caller.
+fn refuse(shared: &Shared, op: &Op, err: CommitError) -> Submit {
+    shared.record(op, &Err(err.clone()));
+    Submit::Refused(err)
 }
 
 /// Waits a little longer each time: spin, then yield, then sleep.

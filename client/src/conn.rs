@@ -888,6 +888,14 @@ impl Read for Stream {
 }
 
 fn open_socket(target: std::net::SocketAddr, opts: &ConnOptions) -> io::Result<TcpStream> {
+    let socket = tuned_socket(target, opts)?;
+    socket.connect_timeout(&target.into(), opts.dial_timeout)?;
+    Ok(TcpStream::from(socket))
+}
+
+/// A TCP socket for `target` with `tcp_tuning` applied, not yet connected (the options must be
+/// set before connect). Shared by the blocking [`Conn`] and the engine's non-blocking links.
+pub(crate) fn tuned_socket(target: std::net::SocketAddr, opts: &ConnOptions) -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(target),
         Type::STREAM,
@@ -896,8 +904,7 @@ fn open_socket(target: std::net::SocketAddr, opts: &ConnOptions) -> io::Result<T
     socket.set_recv_buffer_size(opts.so_rcvbuf)?;
     socket.set_send_buffer_size(opts.so_sndbuf)?;
     socket.set_tcp_nodelay(opts.tcp_nodelay)?;
-    socket.connect_timeout(&target.into(), opts.dial_timeout)?;
-    Ok(TcpStream::from(socket))
+    Ok(socket)
 }
 
 /// An error reply as the server wrote it: code, a space, the detail.

@@ -349,15 +349,8 @@ impl TlsConnector {
         addr: &str,
         timeout: Duration,
     ) -> Result<TlsStream, Error> {
-        let client = self.client.clone().map_err(|e| e.into_error(addr))?;
         let name = self.settings.server_name.as_deref().unwrap_or(host);
-        let server_name = parse_server_name(name).map_err(|e| e.into_error(addr))?;
-        let mut conn = ClientConnection::new(client, server_name).map_err(|e| {
-            TlsError::Handshake {
-                reason: e.to_string(),
-            }
-            .into_error(addr)
-        })?;
+        let mut conn = self.client_connection(host, addr)?;
         let deadline = Instant::now() + timeout;
         while conn.is_handshaking() {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -656,17 +656,8 @@ impl Link {
         match target.ring.try_push(op) {
             Ok(()) => {
                 self.queue.release(n);
-                if target.io == cx.io {
-                    cx.again = true;
-                } else {
-                    cx.shared.notify(target.io);
-                }
-                // The client may have stopped between our look at the state and the push.
-                std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-                let state = cx.shared.state();
-                if state != super::RUNNING {
-                    cx.shared.drain_stopped(target, state);
-                }
+                cx.again |= target.io == cx.io;
+                cx.shared.after_push(target);
             }
             Err(full) => {
                 target.release(n);

@@ -141,12 +141,19 @@ impl Shared {
         }
     }
 
-    /// Wakes I/O thread `io` if it is asleep or about to sleep (after a push into one of its
-    /// queues).
+    /// After a push into `queue` (a caller's, or an I/O thread's forward): one `SeqCst` fence,
+    /// then either the client still runs and the queue's I/O thread is woken if it sleeps, or
+    /// the pusher empties the queue itself. See the module docs: either the stopping side's
+    /// drain or this look at the state sees the op, and either the sleeping thread's last look
+    /// or this look at its flag does.
     #[inline]
-    pub(crate) fn notify(&self, io: usize) {
-        if let Some(n) = self.notifiers.get(io) {
-            n.notify();
+    pub(crate) fn after_push(&self, queue: &MasterQueue) {
+        fence(Ordering::SeqCst);
+        let state = self.state();
+        if state != RUNNING {
+            self.drain_stopped(queue, state);
+        } else if let Some(n) = self.notifiers.get(queue.io) {
+            n.wake_if_sleeping();
         }
     }
 
@@ -173,10 +180,10 @@ impl Notifier {
         }
     }
 
-    /// After a push: wake the thread only if it sleeps (see the module docs).
+    /// Wakes the thread if it sleeps; call after a `SeqCst` fence that follows the push
+    /// ([`Shared::after_push`]).
     #[inline]
-    pub(crate) fn notify(&self) {
-        fence(Ordering::SeqCst);
+    pub(crate) fn wake_if_sleeping(&self) {
         if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::AcqRel) {
             let _ = self.waker.wake();
         }

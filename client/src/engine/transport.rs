@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 
 use mio::net::TcpStream;
 use rustls::ClientConnection;
-use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::conn::ConnOptions;
 
@@ -29,14 +28,7 @@ pub(crate) enum Transport {
 impl Transport {
     /// Starts a non-blocking connect to `target` with the socket options of `opts`.
     pub(crate) fn connect(target: SocketAddr, opts: &ConnOptions) -> io::Result<TcpStream> {
-        let socket = Socket::new(
-            Domain::for_address(target),
-            Type::STREAM,
-            Some(Protocol::TCP),
-        )?;
-        socket.set_recv_buffer_size(opts.so_rcvbuf)?;
-        socket.set_send_buffer_size(opts.so_sndbuf)?;
-        socket.set_tcp_nodelay(opts.tcp_nodelay)?;
+        let socket = crate::conn::tuned_socket(target, opts)?;
         socket.set_nonblocking(true)?;
         match socket.connect(&target.into()) {
             Ok(()) => {}
