@@ -84,9 +84,14 @@
 //!
 //! - **Deadlines inside a stalled queue.** An I/O thread watches the deadline of every op it
 //!   holds and of the oldest op in each queue. With one `commit.timeout` for all ops that is
-//!   every op; an async `block`-policy op that waited for room before it was queued can sit
-//!   behind younger ops and be answered up to that wait late. (Blocking commits always give up
-//!   at their own deadline.)
+//!   every op, with two exceptions that sit behind younger ops in a stalled queue and can be
+//!   answered late: an async `block`-policy op that waited for room before it was queued (up
+//!   to that wait), and an op forwarded to another master's queue after a redirect or a
+//!   topology change (up to its age when forwarded). Blocking commits always give up at their
+//!   own deadline.
+//! - **A full queue slows its forwarders.** Ops redirected to a master whose queue is full
+//!   wait in the forwarding link (retried every millisecond), where they count against that
+//!   link's window until the target has room or their deadline passes.
 //! - **`block` in async code polls.** While its queue is full, a [`CommitFuture`] under
 //!   `fallback_strategy: block` asks to be polled again at once until there is room or its
 //!   deadline passes.

@@ -10,6 +10,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Waker};
+
 use slotline_client::{Client, CommitError, Config, NodeAddr};
 use slotline_router::{key_slot, parse_resp, Value};
 
@@ -20,8 +24,14 @@ type OnSet = dyn Fn(usize, u16) -> Option<Vec<u8>> + Send + Sync;
 /// `CLUSTER SHARDS` refused so the client falls back) and answers each `SET` with `on_set`
 /// (`None`: close the connection without answering). Returns the port.
 fn fake_node(on_set: Arc<OnSet>) -> u16 {
+    fake_seed(on_set, None)
+}
+
+/// As [`fake_node`], but `CLUSTER SLOTS` names `master` (when given) as every slot's master.
+fn fake_seed(on_set: Arc<OnSet>, master: Option<u16>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
+    let own = listener.local_addr().expect("addr").port();
+    let port = master.unwrap_or(own);
     let sets = Arc::new(AtomicUsize::new(0));
     thread::spawn(move || {
         for stream in listener.incoming().flatten() {
@@ -29,7 +39,7 @@ fn fake_node(on_set: Arc<OnSet>) -> u16 {
             thread::spawn(move || serve(stream, port, &*on_set, &sets));
         }
     });
-    port
+    own
 }
 
 fn serve(mut stream: TcpStream, port: u16, on_set: &OnSet, sets: &AtomicUsize) {
@@ -119,4 +129,85 @@ fn an_error_reply_to_a_resend_still_says_the_first_send_may_have_been_applied() 
         err.may_have_been_applied(),
         "the first send was wholly written before the connection died, yet: {err:?}"
     );
+}
+
+/// CPU time of this process's `slotline-io-*` threads, from `/proc/self/task/*/stat`.
+fn io_threads_cpu() -> Duration {
+    let mut ticks = 0u64;
+    for task in std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .flatten()
+    {
+        let dir = task.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if !comm.starts_with("slotline-io") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        let rest = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+        let mut fields = rest.split_ascii_whitespace().skip(11);
+        for _ in 0..2 {
+            ticks += fields
+                .next()
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Duration::from_millis(ticks * 10) // USER_HZ is 100
+}
+
+#[test]
+fn an_unreachable_master_with_writes_queued_does_not_keep_the_io_thread_busy() {
+    // The seed names as master a port nobody listens on: every connect is refused.
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .unwrap()
+        .port();
+    let seed = fake_seed(Arc::new(|_, _| Some(b"+OK\r\n".to_vec())), Some(dead));
+    let client = Client::connect(config(seed, Duration::from_secs(3))).expect("connect");
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    let mut pending = Vec::new();
+    for i in 0..200 {
+        let mut fut = client.commit_async(format!("down:{{{i}}}").as_bytes(), b"v");
+        assert!(Pin::new(&mut fut).poll(&mut cx).is_pending());
+        pending.push(fut);
+    }
+    thread::sleep(Duration::from_millis(200));
+    let before = io_threads_cpu();
+    thread::sleep(Duration::from_millis(1500));
+    let used = io_threads_cpu() - before;
+    assert!(
+        used < Duration::from_millis(500),
+        "the I/O thread used {used:?} of CPU in 1.5 s while its only master was unreachable"
+    );
+    drop(pending);
+}
+
+#[test]
+fn a_master_that_stops_answering_does_not_keep_the_io_thread_busy_before_the_deadline() {
+    // Every SET is read and never answered; the connection stays up.
+    let port = fake_node(Arc::new(|_, _| Some(Vec::new())));
+    let mut config = config(port, Duration::from_secs(3));
+    config.redis_pool.read_timeout = Duration::from_millis(100);
+    let client = Client::connect(config).expect("connect");
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    let mut pending = Vec::new();
+    for i in 0..50 {
+        let mut fut = client.commit_async(format!("mute:{{{i}}}").as_bytes(), b"v");
+        assert!(Pin::new(&mut fut).poll(&mut cx).is_pending());
+        pending.push(fut);
+    }
+    // Past read_timeout, before the commits' deadline: nothing to do but wait.
+    thread::sleep(Duration::from_millis(300));
+    let before = io_threads_cpu();
+    thread::sleep(Duration::from_millis(1500));
+    let used = io_threads_cpu() - before;
+    assert!(
+        used < Duration::from_millis(500),
+        "the I/O thread used {used:?} of CPU in 1.5 s waiting for a silent master"
+    );
+    drop(pending);
 }

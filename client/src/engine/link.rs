@@ -271,7 +271,11 @@ impl Link {
         let d = op.deadline();
         self.retry_deadline = Some(self.retry_deadline.map_or(d, |r| r.min(d)));
         // A link that cannot send looks at it again then (it may belong elsewhere by then).
-        self.reroute_at = Some(self.reroute_at.map_or(not_before, |r| r.min(not_before)));
+        // Only a future time needs that: an op held for now is re-checked when the table
+        // changes, and marking it due would make a link that cannot send spin.
+        if not_before > Instant::now() {
+            self.reroute_at = Some(self.reroute_at.map_or(not_before, |r| r.min(not_before)));
+        }
         self.retry.push_back(Retry { op, not_before });
     }
 
@@ -343,7 +347,12 @@ impl Link {
             | State::Handshaking { since }
             | State::Authenticating { since } => consider(after(since, opts.dial_timeout)),
             State::Ready if !self.expect.is_empty() => {
-                consider(after(self.last_progress, opts.read_timeout))
+                // Only while still ahead: once past, the oldest deadline (`next_deadline`)
+                // is what wakes the stall check.
+                let stall = after(self.last_progress, opts.read_timeout);
+                if stall > cx.now {
+                    consider(stall);
+                }
             }
             State::Ready => consider(after(
                 self.last_progress,
