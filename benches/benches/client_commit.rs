@@ -8,6 +8,15 @@
 //! | `2-redis-rs-sync` | redis-rs 1.8 `cluster::ClusterConnection`, one per caller, `SET` | N OS threads |
 //! | `3-redis-rs-async` | redis-rs 1.8 `cluster_async::ClusterConnection`, one clone per task | N tokio tasks |
 //! | `4-redis-rs-async-again` | `3-redis-rs-async` once more: the same-vs-same noise control | N tokio tasks |
+//! | `5-slotline-batch` | `Client::commit_batch_async` of 100 `SET`s spread over all slots | N tokio tasks |
+//! | `6-redis-rs-100-futures` | 100 concurrent `query_async` `SET`s on the async cluster connection, joined | N tokio tasks |
+//! | `7-redis-rs-cluster-pipe` | redis-rs `cluster_pipe()` of 100 `SET`s on a sync cluster connection | N OS threads |
+//!
+//! The batch rows (5-7) count each of the 100 `SET`s as a commit (their latency columns are
+//! per batch); after each caller count the report adds the median per-round ratio of
+//! `5-slotline-batch` to `6-redis-rs-100-futures`, the closest thing redis-rs offers to a
+//! batch with one result per command over many masters.
+
 //!
 //! The tokio tasks run on one multi-thread runtime (a worker per core) shared by both async
 //! contenders. Each caller writes `SET bench:{<n>} <32-byte value>` over a key space of 100 000
@@ -63,6 +72,43 @@ const KEY_SPACE: usize = 100_000;
 const VALUE: &[u8] = b"52.520008,13.404954;t=170000000.";
 /// Consecutive commits of one caller step through the key space by this prime.
 const KEY_STRIDE: usize = 7_919;
+/// `SET`s per batch for the batch contenders.
+const BATCH: usize = 100;
+
+/// The `BATCH` keys of the batch that starts at key index `k`: spread over all slots.
+fn batch_keys(k: usize) -> impl Iterator<Item = &'static [u8]> {
+    (0..BATCH).map(move |j| key(k + j * KEY_STRIDE))
+}
+
+/// Polls every future until all are done; how many returned `true`. (No `futures` crate
+/// here: this is all a `join_all` has to do.)
+async fn join_all<F: Future<Output = bool>>(futures: Vec<F>) -> usize {
+    use std::pin::Pin;
+    use std::task::Poll;
+    let mut futures: Vec<Option<Pin<Box<F>>>> =
+        futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut ok = 0;
+    std::future::poll_fn(move |cx| {
+        let mut pending = false;
+        for slot in &mut futures {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(done) => {
+                        ok += usize::from(done);
+                        *slot = None;
+                    }
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(ok)
+        }
+    })
+    .await
+}
 
 /// The contenders, in id order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,15 +118,21 @@ enum Contender {
     RedisSync,
     RedisAsync,
     RedisAsyncAgain,
+    SlotlineBatch,
+    RedisBatchFutures,
+    RedisClusterPipe,
 }
 
 impl Contender {
-    const ALL: [Contender; 5] = [
+    const ALL: [Contender; 8] = [
         Contender::Slotline,
         Contender::SlotlineAsync,
         Contender::RedisSync,
         Contender::RedisAsync,
         Contender::RedisAsyncAgain,
+        Contender::SlotlineBatch,
+        Contender::RedisBatchFutures,
+        Contender::RedisClusterPipe,
     ];
     /// What every ratio divides by.
     const BASELINE: Contender = Contender::RedisAsync;
@@ -92,6 +144,19 @@ impl Contender {
             Contender::RedisSync => "2-redis-rs-sync",
             Contender::RedisAsync => "3-redis-rs-async",
             Contender::RedisAsyncAgain => "4-redis-rs-async-again",
+            Contender::SlotlineBatch => "5-slotline-batch",
+            Contender::RedisBatchFutures => "6-redis-rs-100-futures",
+            Contender::RedisClusterPipe => "7-redis-rs-cluster-pipe",
+        }
+    }
+
+    /// `SET`s per call: `BATCH` for the batch contenders, 1 for the others.
+    fn ops_per_call(self) -> u64 {
+        match self {
+            Contender::SlotlineBatch
+            | Contender::RedisBatchFutures
+            | Contender::RedisClusterPipe => BATCH as u64,
+            _ => 1,
         }
     }
 }
@@ -161,6 +226,14 @@ impl Settings {
     }
 }
 
+/// The index of a key made by [`key`].
+fn key_index(key: &[u8]) -> usize {
+    std::str::from_utf8(&key[7..key.len() - 1])
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .expect("a bench:{n} key")
+}
+
 /// The key of index `i` (`bench:{i}`), built once so no contender pays for formatting.
 fn key(i: usize) -> &'static [u8] {
     static KEYS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
@@ -217,6 +290,8 @@ struct Run {
     server_cpu: Duration,
     /// CPU time of slotline's own threads during the run.
     engine_cpu: Duration,
+    /// `SET`s per call (a batch is one call).
+    ops_per_call: u64,
 }
 
 impl Run {
@@ -231,6 +306,7 @@ impl Run {
             client_cpu: Duration::ZERO,
             server_cpu: Duration::ZERO,
             engine_cpu: Duration::ZERO,
+            ops_per_call: 1,
         };
         for c in callers {
             run.commits += c.commits;
@@ -241,7 +317,7 @@ impl Run {
     }
 
     fn per_sec(&self) -> f64 {
-        self.commits as f64 / self.span.as_secs_f64()
+        (self.commits * self.ops_per_call) as f64 / self.span.as_secs_f64()
     }
 }
 
@@ -408,6 +484,7 @@ impl Bench {
         run.client_cpu = client_after.saturating_sub(client_before);
         run.server_cpu = servers_after.saturating_sub(servers_before);
         run.engine_cpu = engine_after.saturating_sub(engine_before);
+        run.ops_per_call = contender.ops_per_call();
         run
     }
 
@@ -451,6 +528,52 @@ impl Bench {
                     }
                 })
             }
+            Contender::SlotlineBatch => {
+                let client = Arc::clone(&self.slotline);
+                run_tasks(&self.rt, callers, duration, move |_, first| {
+                    let k = key_index(first);
+                    let cmds: Vec<redis::Cmd> = batch_keys(k)
+                        .map(|key| redis::cmd("SET").arg(key).arg(VALUE).clone())
+                        .collect();
+                    let batch = client.commit_batch_async(&cmds);
+                    async move {
+                        batch
+                            .await
+                            .is_ok_and(|results| results.iter().all(Result::is_ok))
+                    }
+                })
+            }
+            Contender::RedisBatchFutures => {
+                let conn = self.redis_async.clone();
+                run_tasks(&self.rt, callers, duration, move |_, first| {
+                    let k = key_index(first);
+                    let futures: Vec<_> = batch_keys(k)
+                        .map(|key| {
+                            let mut conn = conn.clone();
+                            async move {
+                                redis::cmd("SET")
+                                    .arg(key)
+                                    .arg(VALUE)
+                                    .query_async::<()>(&mut conn)
+                                    .await
+                                    .is_ok()
+                            }
+                        })
+                        .collect();
+                    async move { join_all(futures).await == BATCH }
+                })
+            }
+            Contender::RedisClusterPipe => {
+                let conns = &self.redis_sync;
+                run_threads(callers, duration, |caller, first| {
+                    let mut conn = conns[caller].lock().expect("one caller per connection");
+                    let mut pipe = redis::cluster::cluster_pipe();
+                    for key in batch_keys(key_index(first)) {
+                        pipe.cmd("SET").arg(key).arg(VALUE).ignore();
+                    }
+                    pipe.query::<()>(&mut conn).is_ok()
+                })
+            }
         }
     }
 
@@ -484,6 +607,42 @@ impl Bench {
                                 .query_async::<()>(&mut conn),
                         )
                         .is_ok()
+                }
+                Contender::SlotlineBatch => {
+                    let cmds = [
+                        redis::cmd("SET").arg(&key).arg(&value).clone(),
+                        redis::cmd("SET").arg("bench:{1}").arg(VALUE).clone(),
+                    ];
+                    self.rt
+                        .block_on(self.slotline.commit_batch_async(&cmds))
+                        .is_ok_and(|r| r.iter().all(Result::is_ok))
+                }
+                Contender::RedisBatchFutures => {
+                    let conn = self.redis_async.clone();
+                    let futures: Vec<_> = [
+                        (key.clone(), value.clone()),
+                        ("bench:{1}".into(), "v".into()),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let mut conn = conn.clone();
+                        async move {
+                            redis::cmd("SET")
+                                .arg(k)
+                                .arg(v)
+                                .query_async::<()>(&mut conn)
+                                .await
+                                .is_ok()
+                        }
+                    })
+                    .collect();
+                    self.rt.block_on(join_all(futures)) == 2
+                }
+                Contender::RedisClusterPipe => {
+                    let mut pipe = redis::cluster::cluster_pipe();
+                    pipe.cmd("SET").arg(&key).arg(&value).ignore();
+                    pipe.cmd("SET").arg("bench:{1}").arg(VALUE).ignore();
+                    pipe.query::<()>(&mut reader).is_ok()
                 }
             };
             assert!(written, "{}: SET {key} failed", contender.id());
@@ -538,6 +697,8 @@ struct Row {
     engine_cpu_us: Option<f64>,
     /// Median of the per-round ratios to the baseline (`None` without a baseline).
     ratio: Option<f64>,
+    /// For `5-slotline-batch`: median of the per-round ratios to `6-redis-rs-100-futures`.
+    batch_ratio: Option<f64>,
     errors: u64,
 }
 
@@ -558,23 +719,27 @@ fn measure(bench: &Bench, settings: &Settings, callers: usize) -> Vec<Row> {
             per_sec[i].push(run.per_sec());
             latencies[i].extend_from_slice(&run.latencies);
             errors[i] += run.errors;
-            commits[i] += run.commits;
+            commits[i] += run.commits * run.ops_per_call;
             cpu[i].0 += run.client_cpu;
             cpu[i].1 += run.server_cpu;
             cpu[i].2 += run.engine_cpu;
         }
     }
     let baseline = contenders.iter().position(|&c| c == Contender::BASELINE);
+    let batch_baseline = contenders
+        .iter()
+        .position(|&c| c == Contender::RedisBatchFutures);
+    let ratio_to = |i: usize, b: usize| {
+        let mut ratios: Vec<f64> = per_sec[i]
+            .iter()
+            .zip(&per_sec[b])
+            .map(|(x, base)| x / base)
+            .collect();
+        median(&mut ratios)
+    };
     let mut rows = Vec::with_capacity(contenders.len());
     for (i, &contender) in contenders.iter().enumerate() {
-        let ratio = baseline.map(|b| {
-            let mut ratios: Vec<f64> = per_sec[i]
-                .iter()
-                .zip(&per_sec[b])
-                .map(|(x, base)| x / base)
-                .collect();
-            median(&mut ratios)
-        });
+        let ratio = baseline.map(|b| ratio_to(i, b));
         let mut rounds = per_sec[i].clone();
         let per_commit_us = |cpu: Duration| cpu.as_secs_f64() * 1e6 / commits[i].max(1) as f64;
         rows.push(Row {
@@ -587,9 +752,16 @@ fn measure(bench: &Bench, settings: &Settings, callers: usize) -> Vec<Row> {
             p99_us: quantile_us(&mut latencies[i], 0.99),
             client_cpu_us: per_commit_us(cpu[i].0),
             server_cpu_us: per_commit_us(cpu[i].1),
-            engine_cpu_us: matches!(contender, Contender::Slotline | Contender::SlotlineAsync)
-                .then(|| per_commit_us(cpu[i].2)),
+            engine_cpu_us: matches!(
+                contender,
+                Contender::Slotline | Contender::SlotlineAsync | Contender::SlotlineBatch
+            )
+            .then(|| per_commit_us(cpu[i].2)),
             ratio,
+            batch_ratio: (contender == Contender::SlotlineBatch)
+                .then_some(batch_baseline)
+                .flatten()
+                .map(|b| ratio_to(i, b)),
             errors: errors[i],
         });
     }
@@ -729,6 +901,12 @@ fn main() {
             started.elapsed().as_secs_f64()
         );
         print!("{}", markdown(&new));
+        for r in new.iter().filter_map(|r| r.batch_ratio) {
+            println!(
+                "commit_batch of {BATCH} SETs vs redis-rs {BATCH} concurrent futures, {callers} \
+                 caller(s): {r:.2}x SETs/s (median of per-round ratios)"
+            );
+        }
         rows.extend(new);
     }
     let total = bench.slotline.metrics().total;

@@ -4,10 +4,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use event_listener::{EventListener, Listener};
 use slotline_ring::Full;
 use slotline_router::ShardMap;
 
@@ -17,8 +18,9 @@ use crate::engine::io::WAKER;
 use crate::engine::{Notifier, Shared, CLOSING, RUNNING};
 use crate::error::{CommitError, Error};
 use crate::metrics::{Metrics, MetricsSnapshot, RingFill};
-use crate::op::{CommitResult, Completion, Op, OpError};
-use crate::route::{QueueSizing, Routes};
+use crate::op::{CommitResult, Completion, Op, ReplyResult};
+use crate::options::CallOptions;
+use crate::route::{MasterQueue, QueueSizing, Routes};
 
 /// A bounded, ACK-committing Redis Cluster writer. See the [crate docs](crate).
 ///
@@ -104,6 +106,7 @@ impl Client {
             notifiers: notifiers.into_boxed_slice(),
             state: AtomicU8::new(RUNNING),
             inject_panic: AtomicBool::new(false),
+            timers: crate::timer::Timers::default(),
             routes,
             shards,
             conn_opts,
@@ -125,6 +128,16 @@ impl Client {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .push(handle);
         }
+        let timers = Arc::clone(&shared);
+        let handle = thread::Builder::new()
+            .name("slotline-timer".to_owned())
+            .spawn(move || timers.timers.run())
+            .map_err(|e| io_err("timer thread", e))?;
+        client
+            .io_threads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(handle);
         let refresh = Arc::clone(&shared);
         thread::Builder::new()
             .name("slotline-refresh".to_owned())
@@ -157,37 +170,89 @@ impl Client {
     /// }
     /// ```
     pub fn commit(&self, key: &[u8], value: &[u8]) -> CommitResult {
-        let (op, completion) = Op::set(key, value, self.deadline());
-        self.submit_blocking(op)?;
-        completion.wait()
+        self.commit_with(key, value, &CallOptions::new())
     }
 
-    /// Like [`Client::commit`], for any single-key write whose key is its first argument
-    /// (`GEOADD`, `HSET`, `XADD`, `ZADD`, `INCR`, ...). Such a command is never sent again once
-    /// it was written to a socket: see the crate docs on retries.
+    /// [`Client::commit`] with per-call overrides ([`CallOptions`]).
     ///
     /// # Errors
     ///
-    /// As [`Client::commit`], and [`CommitError::Server`] if `cmd` has no key argument.
+    /// As [`Client::commit`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use slotline_client::CallOptions;
+    /// # let client: slotline_client::Client = unimplemented!();
+    /// let opts = CallOptions::new().timeout(Duration::from_millis(30)).replicas(1);
+    /// client.commit_with(b"geo:{user42}", b"52.52,13.40", &opts)?;
+    /// # Ok::<(), slotline_client::CommitError>(())
+    /// ```
+    pub fn commit_with(&self, key: &[u8], value: &[u8], opts: &CallOptions) -> CommitResult {
+        let call = self.call(opts);
+        let (op, completion) = Op::set(key, value, call.deadline);
+        self.submit_blocking(call.prepare(op), call.policy)?;
+        completion.wait()
+    }
+
+    /// Sends any single-slot command (a write or a read) and returns its reply. The keys are
+    /// found by the command's key spec ([`keys`](crate::keys)): `SET k v EX 10` routes by
+    /// `k`, `EVAL script 2 k1 k2` by `k1` and `k2`, `MSET a 1 b 2` by `a` and `b`, which must
+    /// share a slot. Turn the reply into a Rust type with [`redis::from_redis_value`].
+    ///
+    /// Unlike `commit`'s `SET`, such a command is never sent again once it was written to a
+    /// socket: see the crate docs on retries.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::commit`] (an error reply is [`CommitError::Server`]), and
+    /// [`CommitError::InvalidCommand`], before anything is sent, for a command without a key,
+    /// with keys in different slots, or whose keys cannot be found.
     ///
     /// # Examples
     ///
     /// ```no_run
     /// # let client: slotline_client::Client = unimplemented!();
-    /// let mut cmd = redis::cmd("GEOADD");
-    /// cmd.arg("geo:{user42}:trail").arg(13.4050).arg(52.5200).arg("t1");
-    /// client.commit_cmd(&cmd)?;
+    /// let reply = client.commit_cmd(redis::cmd("INCRBY").arg("hits:{page7}").arg(5))?;
+    /// let hits: i64 = redis::from_redis_value(reply).unwrap();
+    ///
+    /// let id = client.commit_cmd(redis::cmd("XADD").arg("trail:{u7}").arg("*").arg("lat").arg(52.52))?;
+    /// println!("{hits} hits, entry {:?}", id);
     /// # Ok::<(), slotline_client::CommitError>(())
     /// ```
-    pub fn commit_cmd(&self, cmd: &redis::Cmd) -> CommitResult {
-        let (op, completion) = Op::new(cmd, 1, self.deadline()).map_err(op_error)?;
-        self.submit_blocking(op)?;
-        completion.wait()
+    pub fn commit_cmd(&self, cmd: &redis::Cmd) -> ReplyResult {
+        self.commit_cmd_with(cmd, &CallOptions::new())
+    }
+
+    /// [`Client::commit_cmd`] with per-call overrides ([`CallOptions`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::commit_cmd`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use slotline_client::CallOptions;
+    /// # let client: slotline_client::Client = unimplemented!();
+    /// let opts = CallOptions::new().timeout(Duration::from_millis(5));
+    /// let value = client.commit_cmd_with(redis::cmd("GET").arg("session:{u7}"), &opts)?;
+    /// # Ok::<(), slotline_client::CommitError>(())
+    /// ```
+    pub fn commit_cmd_with(&self, cmd: &redis::Cmd, opts: &CallOptions) -> ReplyResult {
+        let call = self.call(opts);
+        let (op, completion) =
+            Op::command(cmd, call.deadline).map_err(CommitError::InvalidCommand)?;
+        self.submit_blocking(call.prepare(op), call.policy)?;
+        completion.wait_reply()
     }
 
     /// Like [`Client::commit`], as a `Send` future that needs no particular executor: it never
-    /// blocks a thread. With `fallback_strategy: block` a full ring makes the future yield and
-    /// retry when polled again, until the deadline.
+    /// blocks a thread. The deadline starts at this call, not at the first poll. Under
+    /// `fallback_strategy: block` a full queue makes the future wait, without spinning, for room
+    /// or its deadline.
     ///
     /// # Examples
     ///
@@ -197,11 +262,179 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn commit_async(&self, key: &[u8], value: &[u8]) -> CommitFuture {
-        let (op, completion) = Op::set(key, value, self.deadline());
+        self.commit_async_with(key, value, &CallOptions::new())
+    }
+
+    /// [`Client::commit_async`] with per-call overrides ([`CallOptions`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use slotline_client::{CallOptions, FallbackStrategy};
+    /// # async fn demo(client: &slotline_client::Client) -> Result<(), slotline_client::CommitError> {
+    /// let opts = CallOptions::new().fallback_strategy(FallbackStrategy::Reject);
+    /// client.commit_async_with(b"geo:{user42}", b"52.52,13.40", &opts).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn commit_async_with(&self, key: &[u8], value: &[u8], opts: &CallOptions) -> CommitFuture {
+        let call = self.call(opts);
+        let (op, completion) = Op::set(key, value, call.deadline);
         CommitFuture {
+            inner: Pending::new(&self.shared, Ok(call.prepare(op)), completion, &call),
+        }
+    }
+
+    /// Like [`Client::commit_cmd`], as a `Send` future that needs no particular executor (see
+    /// [`Client::commit_async`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(client: &slotline_client::Client) -> Result<(), slotline_client::CommitError> {
+    /// let reply = client.commit_cmd_async(redis::cmd("HGETALL").arg("user:{7}")).await?;
+    /// let fields: std::collections::HashMap<String, String> =
+    ///     redis::from_redis_value(reply).unwrap_or_default();
+    /// # Ok(()) }
+    /// ```
+    pub fn commit_cmd_async(&self, cmd: &redis::Cmd) -> ReplyFuture {
+        self.commit_cmd_async_with(cmd, &CallOptions::new())
+    }
+
+    /// [`Client::commit_cmd_async`] with per-call overrides ([`CallOptions`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use slotline_client::CallOptions;
+    /// # async fn demo(client: &slotline_client::Client) -> Result<(), slotline_client::CommitError> {
+    /// let opts = CallOptions::new().replicas(1);
+    /// client.commit_cmd_async_with(redis::cmd("LPUSH").arg("q:{7}").arg("job"), &opts).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn commit_cmd_async_with(&self, cmd: &redis::Cmd, opts: &CallOptions) -> ReplyFuture {
+        let call = self.call(opts);
+        let inner = match Op::command(cmd, call.deadline) {
+            Ok((op, completion)) => {
+                Pending::new(&self.shared, Ok(call.prepare(op)), completion, &call)
+            }
+            Err(e) => Pending::refused(&self.shared, CommitError::InvalidCommand(e)),
+        };
+        ReplyFuture { inner }
+    }
+
+    /// Sends many commands, each routed to its own master's queue and pipelined there with
+    /// the other callers' writes, and returns one result per command, in input order. Commands
+    /// for one master are sent in input order; commands for different masters proceed
+    /// independently, so a stalled master holds only its own commands (they end by the
+    /// deadline), not the others' results. Not atomic: each command succeeds or fails alone.
+    ///
+    /// # Errors
+    ///
+    /// The whole batch is refused, before anything is queued, with
+    /// [`CommitError::BatchTooLarge`] when it holds more commands or bytes for one master than
+    /// that master's queue can ever hold, or with [`CommitError::Closed`] /
+    /// [`CommitError::ClientDead`]. A command that cannot be routed (no key, keys in different
+    /// slots) gets [`CommitError::InvalidCommand`] in its own place; the rest are sent.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # let client: slotline_client::Client = unimplemented!();
+    /// let cmds: Vec<redis::Cmd> = (0..500)
+    ///     .map(|i| redis::cmd("HSET").arg(format!("ev:{{{}}}", i % 50)).arg(i).arg("payload").clone())
+    ///     .collect();
+    /// let results = client.commit_batch(&cmds)?;
+    /// let failed: Vec<usize> = (0..results.len()).filter(|&i| results[i].is_err()).collect();
+    /// println!("{} of {} failed: {failed:?}", failed.len(), cmds.len());
+    /// # Ok::<(), slotline_client::CommitError>(())
+    /// ```
+    pub fn commit_batch(&self, cmds: &[redis::Cmd]) -> Result<Vec<ReplyResult>, CommitError> {
+        self.commit_batch_with(cmds, &CallOptions::new())
+    }
+
+    /// [`Client::commit_batch`] with per-call overrides ([`CallOptions`]); the deadline is
+    /// the whole batch's.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::commit_batch`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use slotline_client::CallOptions;
+    /// # let client: slotline_client::Client = unimplemented!();
+    /// # let cmds: Vec<redis::Cmd> = Vec::new();
+    /// let opts = CallOptions::new().timeout(Duration::from_millis(200));
+    /// let results = client.commit_batch_with(&cmds, &opts)?;
+    /// # Ok::<(), slotline_client::CommitError>(())
+    /// ```
+    pub fn commit_batch_with(
+        &self,
+        cmds: &[redis::Cmd],
+        opts: &CallOptions,
+    ) -> Result<Vec<ReplyResult>, CommitError> {
+        let call = self.call(opts);
+        let mut batch = Batch::prepare(&self.shared, cmds, &call)?;
+        for i in 0..batch.ops.len() {
+            if let Some(op) = batch.ops[i].take() {
+                if let Err(e) = self.submit_blocking(op, call.policy) {
+                    batch.results[i] = Some(Err(e));
+                    batch.completions[i] = None;
+                }
+            }
+        }
+        Ok(batch
+            .results
+            .into_iter()
+            .zip(batch.completions)
+            .map(|(result, completion)| match (result, completion) {
+                (Some(result), _) => result,
+                (None, Some(completion)) => completion.wait_reply(),
+                (None, None) => Err(CommitError::Closed),
+            })
+            .collect())
+    }
+
+    /// Like [`Client::commit_batch`], as a `Send` future that needs no particular executor.
+    /// It resolves once every command has its result.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(client: &slotline_client::Client, cmds: Vec<redis::Cmd>) -> Result<(), slotline_client::CommitError> {
+    /// for (i, result) in client.commit_batch_async(&cmds).await?.into_iter().enumerate() {
+    ///     if let Err(e) = result {
+    ///         eprintln!("command {i}: {e}");
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn commit_batch_async(&self, cmds: &[redis::Cmd]) -> BatchFuture {
+        self.commit_batch_async_with(cmds, &CallOptions::new())
+    }
+
+    /// [`Client::commit_batch_async`] with per-call overrides ([`CallOptions`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use slotline_client::CallOptions;
+    /// # async fn demo(client: &slotline_client::Client, cmds: Vec<redis::Cmd>) -> Result<(), slotline_client::CommitError> {
+    /// let results = client.commit_batch_async_with(&cmds, &CallOptions::new().replicas(1)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn commit_batch_async_with(&self, cmds: &[redis::Cmd], opts: &CallOptions) -> BatchFuture {
+        let call = self.call(opts);
+        BatchFuture {
             shared: Arc::clone(&self.shared),
-            op: Some(op),
-            completion: Some(completion),
+            policy: call.policy,
+            deadline: call.deadline,
+            watch: call.watch,
+            batch: Batch::prepare(&self.shared, cmds, &call),
+            next: 0,
+            wait: RoomWait::default(),
         }
     }
 
@@ -271,29 +504,48 @@ impl Client {
         self.shared.wake_all();
     }
 
-    fn deadline(&self) -> Instant {
-        crate::engine::link::after(Instant::now(), self.shared.config.commit.timeout)
+    /// The settings of one call: the configuration's, overridden by `opts`.
+    fn call(&self, opts: &CallOptions) -> Call {
+        let config = &self.shared.config;
+        let timeout = opts.timeout.unwrap_or(config.commit.timeout);
+        Call {
+            deadline: crate::engine::link::after(Instant::now(), timeout),
+            watch: timeout < config.commit.timeout,
+            replicas: opts.replicas.unwrap_or(config.ack.replicas),
+            policy: opts
+                .fallback_strategy
+                .unwrap_or(config.backpressure.fallback_strategy),
+        }
     }
 
-    /// Pushes `op` into its master's queue by the configured policy, blocking under `block`.
-    fn submit_blocking(&self, op: Op) -> Result<(), CommitError> {
+    /// Pushes `op` into its master's queue by `policy`; under `block`, waits for room (woken
+    /// by the queue's `room` event, never spinning) until the op's deadline.
+    fn submit_blocking(&self, op: Op, policy: FallbackStrategy) -> Result<(), CommitError> {
         let mut op = op;
-        let mut spins = 0u32;
+        let mut listener: Option<(EventListener, Arc<MasterQueue>)> = None;
         loop {
-            match submit(&self.shared, op) {
+            match submit(&self.shared, op, policy) {
                 Ok(()) => return Ok(()),
-                Err(Submit::Full(back)) => {
-                    if Instant::now() >= back.deadline() {
+                Err(Submit::Refused(err)) => return Err(err),
+                Err(Submit::Full(back, queue)) => {
+                    let deadline = back.deadline();
+                    if Instant::now() >= deadline {
                         let err = CommitError::DeadlineExceeded {
                             may_have_been_applied: false,
                         };
-                        self.shared.record(&back, &Err(err.clone()));
+                        self.shared.record(&back, &Err::<(), _>(err.clone()));
                         return Err(err);
                     }
                     op = back;
-                    pause(&mut spins);
+                    match listener.take() {
+                        // Listening on this queue since before the last try: wait.
+                        Some((l, q)) if Arc::ptr_eq(&q, &queue) => {
+                            let _ = l.wait_deadline(deadline);
+                        }
+                        // Listen first, then try again: room freed in between is not missed.
+                        _ => listener = Some((queue.room.listen(), queue)),
+                    }
                 }
-                Err(Submit::Refused(err)) => return Err(err),
             }
         }
     }
@@ -305,16 +557,35 @@ impl Drop for Client {
     }
 }
 
+/// One call's settings, from the configuration and the call's [`CallOptions`].
+struct Call {
+    deadline: Instant,
+    /// The deadline is earlier than `commit.timeout` from now: an I/O thread, which watches
+    /// the oldest op of each queue, may not see it in time, so async callers also ask the
+    /// timer thread to wake them at it.
+    watch: bool,
+    replicas: u32,
+    policy: FallbackStrategy,
+}
+
+impl Call {
+    fn prepare(&self, mut op: Op) -> Op {
+        op.replicas = self.replicas;
+        op
+    }
+}
+
 /// Why a push did not happen.
 enum Submit {
-    /// `block` policy and the ring is at its limit: here is the op back, try again.
-    Full(Op),
+    /// `block` policy and the queue is at its limit: here is the op back, and the queue to
+    /// wait on.
+    Full(Op, Arc<MasterQueue>),
     /// The op will not be queued: the caller gets this error.
     Refused(CommitError),
 }
 
-/// One attempt to queue `op` under the configured backpressure policy.
-fn submit(shared: &Shared, op: Op) -> Result<(), Submit> {
+/// One attempt to queue `op` under `policy`.
+fn submit(shared: &Shared, op: Op, policy: FallbackStrategy) -> Result<(), Submit> {
     let state = shared.state();
     if state != RUNNING {
         return Err(Submit::Refused(shared.stopped_error(state, false)));
@@ -337,19 +608,20 @@ fn submit(shared: &Shared, op: Op) -> Result<(), Submit> {
                     return Ok(());
                 }
                 Err(Full(back)) => {
-                    queue.release(bytes);
+                    queue.uncharge(bytes);
                     op = back;
                 }
             }
         }
-        match shared.config.backpressure.fallback_strategy {
+        match policy {
             FallbackStrategy::Reject => return Err(refuse(shared, &op, CommitError::Rejected)),
-            FallbackStrategy::Block => return Err(Submit::Full(op)),
+            FallbackStrategy::Block => return Err(Submit::Full(op, Arc::clone(queue))),
             FallbackStrategy::DropOldest => {
                 // Evict the oldest queued op (its caller gets `Dropped`), then retry. Another
                 // producer may take the freed place first; the loop is bounded by the deadline.
                 match queue.ring.try_pop() {
                     Some(oldest) => {
+                        queue.popped(1);
                         shared.finish(queue, oldest, Err(CommitError::Dropped));
                     }
                     None if queue.ring.is_empty() => {
@@ -371,25 +643,152 @@ fn submit(shared: &Shared, op: Op) -> Result<(), Submit> {
 
 /// `op` will not be queued: counts `err` in its shard's metrics and hands it to the caller.
 fn refuse(shared: &Shared, op: &Op, err: CommitError) -> Submit {
-    shared.record(op, &Err(err.clone()));
+    shared.record(op, &Err::<(), _>(err.clone()));
     Submit::Refused(err)
 }
 
-/// Waits a little longer each time: spin, then yield, then sleep.
-fn pause(spins: &mut u32) {
-    *spins += 1;
-    if *spins < 16 {
-        std::hint::spin_loop();
-    } else if *spins < 64 {
-        thread::yield_now();
-    } else {
-        thread::sleep(Duration::from_micros(100));
+/// An async caller's wait for room in a full queue: a listener on the queue's `room` event,
+/// and a timer registration that wakes the task at the deadline.
+#[derive(Default)]
+struct RoomWait {
+    listener: Option<(EventListener, Arc<MasterQueue>)>,
+    /// The waker registered with the timer thread, if any.
+    timer: Option<Waker>,
+}
+
+impl RoomWait {
+    /// After a push found `queue` full: `Ready` to try again at once, `Pending` when the task
+    /// will be woken by room or by the deadline.
+    fn poll(
+        &mut self,
+        shared: &Shared,
+        queue: Arc<MasterQueue>,
+        deadline: Instant,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        match self.listener.as_mut() {
+            Some((l, q)) if Arc::ptr_eq(q, &queue) => {
+                if Pin::new(l).poll(cx).is_ready() {
+                    self.listener = None;
+                    return Poll::Ready(());
+                }
+            }
+            // Listen first, then try again: room freed in between is not missed.
+            _ => {
+                self.listener = Some((queue.room.listen(), queue));
+                return Poll::Ready(());
+            }
+        }
+        self.wake_at(shared, deadline, cx);
+        Poll::Pending
+    }
+
+    /// Has the timer thread wake this task at `deadline` (again only if its waker changed).
+    fn wake_at(&mut self, shared: &Shared, deadline: Instant, cx: &Context<'_>) {
+        if !self.timer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            let waker = cx.waker().clone();
+            shared.timers.wake_at(deadline, waker.clone());
+            self.timer = Some(waker);
+        }
+    }
+
+    fn done(&mut self) {
+        self.listener = None;
     }
 }
 
-fn op_error(err: OpError) -> CommitError {
-    CommitError::Server {
-        message: format!("not a single-key command: {err}"),
+/// The state machine behind [`CommitFuture`] and [`ReplyFuture`]: queue the op (waiting for
+/// room under `block`), then await its completion.
+struct Pending {
+    shared: Arc<Shared>,
+    /// The op until it is queued, or the error that refused it before it was made.
+    op: Option<Result<Op, CommitError>>,
+    policy: FallbackStrategy,
+    wait: RoomWait,
+    completion: Option<Completion>,
+    /// See [`Call::watch`].
+    watch: bool,
+}
+
+impl Pending {
+    fn new(
+        shared: &Arc<Shared>,
+        op: Result<Op, CommitError>,
+        completion: Completion,
+        call: &Call,
+    ) -> Pending {
+        Pending {
+            shared: Arc::clone(shared),
+            op: Some(op),
+            policy: call.policy,
+            wait: RoomWait::default(),
+            completion: Some(completion),
+            watch: call.watch,
+        }
+    }
+
+    fn refused(shared: &Arc<Shared>, err: CommitError) -> Pending {
+        Pending {
+            shared: Arc::clone(shared),
+            op: Some(Err(err)),
+            policy: FallbackStrategy::Reject,
+            wait: RoomWait::default(),
+            completion: None,
+            watch: false,
+        }
+    }
+
+    fn poll_reply(&mut self, cx: &mut Context<'_>) -> Poll<ReplyResult> {
+        while let Some(op) = self.op.take() {
+            let op = match op {
+                Ok(op) => op,
+                Err(err) => {
+                    self.completion = None;
+                    return Poll::Ready(Err(err));
+                }
+            };
+            match submit(&self.shared, op, self.policy) {
+                Ok(()) => self.wait.done(),
+                Err(Submit::Refused(err)) => {
+                    self.completion = None;
+                    self.wait.done();
+                    return Poll::Ready(Err(err));
+                }
+                Err(Submit::Full(op, queue)) => {
+                    let deadline = op.deadline();
+                    if Instant::now() >= deadline {
+                        self.completion = None;
+                        self.wait.done();
+                        let err = CommitError::DeadlineExceeded {
+                            may_have_been_applied: false,
+                        };
+                        self.shared.record(&op, &Err::<(), _>(err.clone()));
+                        return Poll::Ready(Err(err));
+                    }
+                    self.op = Some(Ok(op));
+                    if self
+                        .wait
+                        .poll(&self.shared, queue, deadline, cx)
+                        .is_pending()
+                    {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
+        match self.completion.as_mut() {
+            Some(completion) => {
+                let poll = completion.poll_reply(cx);
+                if poll.is_ready() {
+                    self.completion = None;
+                } else if self.watch {
+                    let deadline = completion.deadline();
+                    self.wait.wake_at(&self.shared, deadline, cx);
+                }
+                poll
+            }
+            None => Poll::Ready(Err(CommitError::Closed)),
+        }
     }
 }
 
@@ -399,16 +798,13 @@ fn op_error(err: OpError) -> CommitError {
 /// abandons the write if it was not sent yet (see [`Completion`]).
 #[must_use = "a commit does nothing unless awaited"]
 pub struct CommitFuture {
-    shared: Arc<Shared>,
-    /// The op, until it is in its ring.
-    op: Option<Op>,
-    completion: Option<Completion>,
+    inner: Pending,
 }
 
 impl std::fmt::Debug for CommitFuture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CommitFuture")
-            .field("queued", &self.op.is_none())
+            .field("queued", &self.inner.op.is_none())
             .finish_non_exhaustive()
     }
 }
@@ -417,36 +813,206 @@ impl Future for CommitFuture {
     type Output = CommitResult;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CommitResult> {
+        self.get_mut().inner.poll_reply(cx).map(|r| r.map(drop))
+    }
+}
+
+/// The future returned by [`Client::commit_cmd_async`]: the command's reply.
+///
+/// Resolves to the same result [`Client::commit_cmd`] would return. Dropping it before it
+/// resolves abandons the command if it was not sent yet (see [`Completion`]).
+#[must_use = "a command does nothing unless awaited"]
+pub struct ReplyFuture {
+    inner: Pending,
+}
+
+impl std::fmt::Debug for ReplyFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyFuture")
+            .field("queued", &self.inner.op.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Future for ReplyFuture {
+    type Output = ReplyResult;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ReplyResult> {
+        self.get_mut().inner.poll_reply(cx)
+    }
+}
+
+/// A batch's ops, their callers' halves and the results known before sending.
+struct Batch {
+    /// `ops[i]` until it is queued.
+    ops: Vec<Option<Op>>,
+    completions: Vec<Option<Completion>>,
+    /// A result decided before sending (an invalid command, a refusal).
+    results: Vec<Option<ReplyResult>>,
+}
+
+impl Batch {
+    /// Makes the ops and checks the batch against its masters' queues.
+    fn prepare(shared: &Shared, cmds: &[redis::Cmd], call: &Call) -> Result<Batch, CommitError> {
+        let state = shared.state();
+        if state != RUNNING {
+            return Err(shared.stopped_error(state, false));
+        }
+        let mut batch = Batch {
+            ops: Vec::with_capacity(cmds.len()),
+            completions: Vec::with_capacity(cmds.len()),
+            results: Vec::with_capacity(cmds.len()),
+        };
+        for cmd in cmds {
+            match Op::command(cmd, call.deadline) {
+                Ok((op, completion)) => {
+                    batch.ops.push(Some(call.prepare(op)));
+                    batch.completions.push(Some(completion));
+                    batch.results.push(None);
+                }
+                Err(e) => {
+                    batch.ops.push(None);
+                    batch.completions.push(None);
+                    batch
+                        .results
+                        .push(Some(Err(CommitError::InvalidCommand(e))));
+                }
+            }
+        }
+        // Refuse up front what no queue could ever hold, rather than queue half of it.
+        let table = shared.routes.load();
+        let mut per_master = vec![(0usize, 0u64); table.masters.len()];
+        for op in batch.ops.iter().flatten() {
+            let m = &mut per_master[table.master_index(op.slot())];
+            m.0 += 1;
+            m.1 += op.charge();
+        }
+        for (queue, &(ops, bytes)) in table.masters.iter().zip(&per_master) {
+            if ops > queue.limit || bytes > queue.byte_limit {
+                return Err(CommitError::BatchTooLarge {
+                    master: queue.addr.to_string(),
+                    ops,
+                    bytes,
+                    limit_ops: queue.limit,
+                    limit_bytes: queue.byte_limit,
+                });
+            }
+        }
+        Ok(batch)
+    }
+}
+
+/// The future returned by [`Client::commit_batch_async`]: one result per command, in input
+/// order.
+///
+/// Dropping it before it resolves abandons the commands not sent yet.
+#[must_use = "a batch does nothing unless awaited"]
+pub struct BatchFuture {
+    shared: Arc<Shared>,
+    policy: FallbackStrategy,
+    deadline: Instant,
+    /// See [`Call::watch`].
+    watch: bool,
+    /// The batch, or why it was refused whole.
+    batch: Result<Batch, CommitError>,
+    /// The first op not queued yet.
+    next: usize,
+    wait: RoomWait,
+}
+
+impl std::fmt::Debug for BatchFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchFuture")
+            .field("queued", &self.next)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Future for BatchFuture {
+    type Output = Result<Vec<ReplyResult>, CommitError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let Some(op) = this.op.take() {
-            match submit(&this.shared, op) {
-                Ok(()) => {}
+        let batch = match &mut this.batch {
+            Ok(batch) => batch,
+            Err(err) => return Poll::Ready(Err(err.clone())),
+        };
+        // Queue the ops in input order (a master's commands keep their order).
+        while this.next < batch.ops.len() {
+            let i = this.next;
+            let Some(op) = batch.ops[i].take() else {
+                this.next += 1;
+                continue;
+            };
+            match submit(&this.shared, op, this.policy) {
+                Ok(()) => {
+                    this.wait.done();
+                    this.next += 1;
+                }
                 Err(Submit::Refused(err)) => {
-                    this.completion = None;
-                    return Poll::Ready(Err(err));
+                    this.wait.done();
+                    batch.results[i] = Some(Err(err));
+                    batch.completions[i] = None;
+                    this.next += 1;
                 }
-                Err(Submit::Full(op)) => {
-                    if Instant::now() >= op.deadline() {
-                        this.completion = None;
-                        return Poll::Ready(Err(CommitError::DeadlineExceeded {
+                Err(Submit::Full(op, queue)) => {
+                    let deadline = op.deadline();
+                    if Instant::now() >= deadline {
+                        // Every op not queued yet shares this deadline: all fail, unsent.
+                        let err = CommitError::DeadlineExceeded {
                             may_have_been_applied: false,
-                        }));
+                        };
+                        this.shared.record(&op, &Err::<(), _>(err.clone()));
+                        batch.results[i] = Some(Err(err.clone()));
+                        batch.completions[i] = None;
+                        for j in i + 1..batch.ops.len() {
+                            if let Some(op) = batch.ops[j].take() {
+                                this.shared.record(&op, &Err::<(), _>(err.clone()));
+                                batch.results[j] = Some(Err(err.clone()));
+                                batch.completions[j] = None;
+                            }
+                        }
+                        this.next = batch.ops.len();
+                        this.wait.done();
+                        break;
                     }
-                    this.op = Some(op);
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
+                    batch.ops[i] = Some(op);
+                    if this
+                        .wait
+                        .poll(&this.shared, queue, deadline, cx)
+                        .is_pending()
+                    {
+                        return Poll::Pending;
+                    }
                 }
             }
         }
-        match this.completion.as_mut() {
-            Some(completion) => {
-                let poll = Pin::new(completion).poll(cx);
-                if poll.is_ready() {
-                    this.completion = None;
-                }
-                poll
+        // Collect what has arrived; every pending completion holds this task's waker.
+        let mut pending = false;
+        for (result, completion) in batch.results.iter_mut().zip(batch.completions.iter_mut()) {
+            if result.is_some() {
+                continue;
             }
-            None => Poll::Ready(Err(CommitError::Closed)),
+            match completion.as_mut().map(|c| c.poll_reply(cx)) {
+                Some(Poll::Ready(r)) => {
+                    *result = Some(r);
+                    *completion = None;
+                }
+                Some(Poll::Pending) => pending = true,
+                None => *result = Some(Err(CommitError::Closed)),
+            }
         }
+        if pending {
+            if this.watch {
+                this.wait.wake_at(&this.shared, this.deadline, cx);
+            }
+            return Poll::Pending;
+        }
+        let results = std::mem::take(&mut batch.results)
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(CommitError::Closed)))
+            .collect();
+        this.batch = Err(CommitError::Closed);
+        Poll::Ready(Ok(results))
     }
 }

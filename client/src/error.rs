@@ -245,6 +245,81 @@ pub enum CommitError {
         /// True if the write may have been written to a socket before the failure.
         may_have_been_applied: bool,
     },
+    /// The command cannot be routed to one slot (no key, keys in different slots, a command
+    /// whose keys cannot be found): it was refused before anything was sent.
+    InvalidCommand(CommandError),
+    /// A batch holds more commands (or bytes) for one master than that master's queue can
+    /// ever hold, so it was refused whole, before anything was queued.
+    BatchTooLarge {
+        /// The master the excess is for.
+        master: String,
+        /// The batch's commands for that master.
+        ops: usize,
+        /// Its bytes for that master (RESP encoding).
+        bytes: u64,
+        /// How many commands its queue takes under the call's backpressure threshold.
+        limit_ops: usize,
+        /// How many bytes its queue takes (`backpressure.max_pending_bytes`).
+        limit_bytes: u64,
+    },
+}
+
+/// Why a command cannot become a write to one slot. Nothing was sent.
+///
+/// # Examples
+///
+/// ```
+/// use slotline_client::{CommandError, CommitError};
+///
+/// let err = CommitError::InvalidCommand(CommandError::CrossSlot {
+///     command: "MSET".into(),
+///     slots: [5061, 12182],
+/// });
+/// assert!(!err.may_have_been_applied());
+/// assert!(err.to_string().contains("CROSSSLOT"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The command's keys cannot be found: it has none, is unknown, or its arguments do not
+    /// say where they are.
+    Keys(crate::keys::KeyError),
+    /// The command's keys hash to different slots; a cluster would answer `CROSSSLOT`. Use
+    /// a hash tag (`{user42}:a`, `{user42}:b`) to keep keys in one slot.
+    CrossSlot {
+        /// The command's name.
+        command: String,
+        /// The first key's slot and the first slot that differs from it.
+        slots: [u16; 2],
+    },
+    /// The packed command is not a RESP array of bulk strings.
+    Malformed,
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::Keys(e) => write!(f, "{e}"),
+            CommandError::CrossSlot { command, slots } => write!(
+                f,
+                "CROSSSLOT: the keys of {command} hash to slots {} and {}; a command's keys \
+                 must share one slot (use a hash tag such as {{user42}})",
+                slots[0], slots[1]
+            ),
+            CommandError::Malformed => {
+                f.write_str("the command is not a RESP array of bulk strings")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CommandError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CommandError::Keys(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 impl CommitError {
@@ -279,6 +354,8 @@ impl CommitError {
             | CommitError::Dropped
             | CommitError::Server { .. }
             | CommitError::TooLarge { .. }
+            | CommitError::InvalidCommand(_)
+            | CommitError::BatchTooLarge { .. }
             | CommitError::Closed => false,
         }
     }
@@ -318,6 +395,8 @@ impl CommitError {
             CommitError::ReplicationShortfall { .. }
             | CommitError::ReplicationUnconfirmed { .. }
             | CommitError::TooLarge { .. }
+            | CommitError::InvalidCommand(_)
+            | CommitError::BatchTooLarge { .. }
             | CommitError::ClientDead { .. }
             | CommitError::Closed => false,
         }
@@ -378,6 +457,18 @@ impl fmt::Display for CommitError {
                 f,
                 "the client's I/O thread failed; {}",
                 applied(*may_have_been_applied)
+            ),
+            CommitError::InvalidCommand(e) => write!(f, "command refused, nothing sent: {e}"),
+            CommitError::BatchTooLarge {
+                master,
+                ops,
+                bytes,
+                limit_ops,
+                limit_bytes,
+            } => write!(
+                f,
+                "batch refused, nothing queued: {ops} commands ({bytes} bytes) for master \
+                 {master}, whose queue holds at most {limit_ops} commands and {limit_bytes} bytes"
             ),
         }
     }

@@ -1,5 +1,31 @@
 //! The ACK-committing Redis Cluster writer.
 //!
+//! # A tour
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use slotline_client::{CallOptions, Client, Config};
+//!
+//! let client = Client::connect(Config::from_yaml_file("geo_shard_client.yaml")?)?;
+//! client.commit(b"geo:{user42}", b"52.52,13.40")?;                 // SET, Ok once the master has it
+//! let n = client.commit_cmd(redis::cmd("INCR").arg("hits:{page7}"))?; // any single-slot command
+//! let hits: i64 = redis::from_redis_value(n)?;                        // ... and its reply, typed
+//! let cmds: Vec<redis::Cmd> = (0..100).map(|i| redis::cmd("HSET").arg(format!("ev:{{{i}}}")).arg("f").arg(i).clone()).collect();
+//! let results = client.commit_batch(&cmds)?;                          // one result per command, in order
+//! let urgent = CallOptions::new().timeout(Duration::from_millis(20)).replicas(1);
+//! client.commit_with(b"session:{u7}", b"token", &urgent)?;            // per-call deadline and WAIT
+//! # async fn later(client: &Client) -> Result<(), slotline_client::CommitError> {
+//! client.commit_async(b"geo:{user42}", b"52.52,13.41").await?;        // async, on any executor
+//! # Ok(()) }
+//! println!("{hits} hits, {} failed, {}", results.iter().filter(|r| r.is_err()).count(), client.metrics().to_prometheus());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Every call ends by its deadline with `Ok` (Redis confirmed it) or a [`CommitError`] that
+//! says whether the write may have been applied; every queue on the way is bounded. Runnable
+//! programs: `client/examples/` (`cargo run -p slotline-client --example blocking_service`,
+//! `tokio_service`, `batch_import`, `lua_script`).
+//!
 //! # The data path (one commit)
 //!
 //! ```text
@@ -69,7 +95,7 @@
 //! | any other error reply | [`CommitError::Server`] | no |
 //! | the connection failed before the command was wholly written | resent | no |
 //! | the connection failed after it was written, `SET` from [`Client::commit`] | resent until the deadline (idempotent) | maybe; later errors say `may_have_been_applied` |
-//! | the connection failed after it was written, any command from [`Client::commit_cmd`] | [`CommitError::ConnectionLost`] `{ may_have_been_applied: true }`, never resent | maybe |
+//! | the connection failed after it was written, any command from [`Client::commit_cmd`] or [`Client::commit_batch`] | [`CommitError::ConnectionLost`] `{ may_have_been_applied: true }`, never resent | maybe |
 //! | the deadline passed while queued | [`CommitError::DeadlineExceeded`] `{ may_have_been_applied: false }` (true if an earlier send may have been applied) | no |
 //! | the deadline passed after it was sent | [`CommitError::DeadlineExceeded`] `{ may_have_been_applied: true }` | maybe |
 //! | backpressure | [`CommitError::Rejected`], [`CommitError::Dropped`], [`CommitError::TooLarge`] | no |
@@ -83,18 +109,18 @@
 //! # Known limits
 //!
 //! - **Deadlines inside a stalled queue.** An I/O thread watches the deadline of every op it
-//!   holds and of the oldest op in each queue. With one `commit.timeout` for all ops that is
-//!   every op, with two exceptions that sit behind younger ops in a stalled queue and can be
-//!   answered late: an async `block`-policy op that waited for room before it was queued (up
-//!   to that wait), and an op forwarded to another master's queue after a redirect or a
-//!   topology change (up to its age when forwarded). Blocking commits always give up at their
-//!   own deadline.
+//!   holds and of the oldest op in each queue; async calls whose deadline is shorter than
+//!   `commit.timeout` (a [`CallOptions::timeout`]) and async calls waiting for room are also
+//!   woken at their deadline by the client's timer thread. Ops in a stalled queue behind an
+//!   older op with a later deadline can still be answered late by an async caller: an op behind
+//!   one with a longer [`CallOptions::timeout`] (up to the difference), an async `block`-policy
+//!   op that waited for room before it was queued (up to that wait), and an op forwarded to
+//!   another master's queue after a redirect or a topology change (up to its age when
+//!   forwarded). Blocking calls always give up at their own deadline.
 //! - **A full queue slows its forwarders.** Ops redirected to a master whose queue is full
 //!   wait in the forwarding link (retried every millisecond), where they count against that
 //!   link's window until the target has room or their deadline passes.
-//! - **`block` in async code polls.** While its queue is full, a [`CommitFuture`] under
-//!   `fallback_strategy: block` asks to be polled again at once until there is room or its
-//!   deadline passes.
+
 //! - **A master seen only between two tables.** A master that appears in one table and is
 //!   gone from the next before its I/O thread looked (a `MOVED` to a node the next refresh does
 //!   not list) gets no connection; writes pushed into its queue meanwhile fail with `Closed`
@@ -154,16 +180,20 @@ pub mod config;
 pub mod conn;
 mod engine;
 pub mod error;
+pub mod keys;
 pub mod metrics;
 pub mod op;
+mod options;
 mod refresh;
 mod route;
+mod timer;
 
-pub use client::{Client, CommitFuture};
-pub use config::{Config, ConfigError, NodeAddr};
+pub use client::{BatchFuture, Client, CommitFuture, ReplyFuture};
+pub use config::{Config, ConfigError, FallbackStrategy, NodeAddr};
 pub use conn::tls::{TlsConnector, TlsError};
 pub use conn::{Conn, ConnOptions};
 pub use engine::REFRESH_INTERVAL;
-pub use error::{CommitError, Error};
+pub use error::{CommandError, CommitError, Error};
 pub use metrics::{Metrics, MetricsSnapshot};
-pub use op::{Completion, Op};
+pub use op::{Completion, Op, ReplyResult};
+pub use options::CallOptions;

@@ -273,9 +273,29 @@ impl ShardMetrics {
     /// assert_eq!(m.snapshot().shards[0].drops, 1);
     /// ```
     pub fn record_outcome(&self, outcome: &Result<(), CommitError>) {
+        self.record_result(outcome);
+    }
+
+    /// [`ShardMetrics::record_outcome`] for an outcome that carries a reply (or anything
+    /// else): only whether it is `Ok`, and the error's kind, count.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use slotline_client::metrics::Metrics;
+    /// let m = Metrics::new(1);
+    /// m.shard(0).unwrap().record_result(&Ok::<_, slotline_client::CommitError>(redis::Value::Int(1)));
+    /// assert_eq!(m.snapshot().shards[0].commits, 1);
+    /// ```
+    pub fn record_result<T>(&self, outcome: &Result<T, CommitError>) {
         let counter = match outcome {
-            Ok(()) => &self.commits,
-            Err(CommitError::Rejected | CommitError::TooLarge { .. }) => &self.rejections,
+            Ok(_) => &self.commits,
+            Err(
+                CommitError::Rejected
+                | CommitError::TooLarge { .. }
+                | CommitError::InvalidCommand(_)
+                | CommitError::BatchTooLarge { .. },
+            ) => &self.rejections,
             Err(CommitError::Dropped) => &self.drops,
             Err(CommitError::DeadlineExceeded { .. }) => &self.timeouts,
             Err(CommitError::Server { .. }) => &self.server_errors,

@@ -51,10 +51,14 @@ use std::time::Instant;
 
 use slotline_router::{key_slot, Slot};
 
-use crate::error::CommitError;
+use crate::error::{CommandError, CommitError};
 
 /// The outcome of one write.
 pub type CommitResult = Result<(), CommitError>;
+
+/// The outcome of one command: the reply Redis sent (an error reply is
+/// [`CommitError::Server`]), or what became of the command.
+pub type ReplyResult = Result<redis::Value, CommitError>;
 
 /// Created; in a ring or about to be.
 const QUEUED: u8 = 0;
@@ -88,7 +92,7 @@ enum Waiter {
 #[derive(Debug, Default)]
 struct State {
     /// The outcome, from completion until the caller takes it.
-    outcome: Option<CommitResult>,
+    outcome: Option<ReplyResult>,
     /// Set by the first completion; later ones are discarded.
     completed: bool,
     /// Set when the caller has its answer or has left; completions are then discarded.
@@ -105,7 +109,7 @@ impl Cell {
 
     /// Stores the outcome if this is the first completion and the caller is still there.
     /// Returns whether the caller will see it.
-    fn complete(&self, outcome: CommitResult) -> bool {
+    fn complete(&self, outcome: ReplyResult) -> bool {
         let mut state = self.lock();
         if state.completed {
             return false;
@@ -127,7 +131,7 @@ impl Cell {
 
     /// The caller gives up at its deadline, with the lock held: abandon the op if the sender
     /// has not claimed it, and say which happened.
-    fn give_up(&self, state: &mut State) -> CommitResult {
+    fn give_up(&self, state: &mut State) -> ReplyResult {
         state.caller_gone = true;
         state.waiter = None;
         let sent = self
@@ -181,6 +185,9 @@ pub struct Op {
     pub(crate) attempts: u32,
     /// `MOVED`/`ASK` redirects followed so far (at most 16).
     pub(crate) redirects: u32,
+    /// Replicas that must confirm it (`WAIT`) before it succeeds: `ack.replicas`, or the
+    /// call's own [`CallOptions::replicas`](crate::CallOptions::replicas).
+    pub(crate) replicas: u32,
 }
 
 /// A command that cannot become an [`Op`].
@@ -301,6 +308,81 @@ impl Op {
         Ok(Op::assemble(packed, key, deadline))
     }
 
+    /// Packs `cmd` and finds its keys by the command's key spec ([`crate::keys`]): all of
+    /// them must hash to one slot, the op's slot.
+    ///
+    /// # Errors
+    ///
+    /// [`CommandError::Keys`] when the command has no key or its keys cannot be found,
+    /// [`CommandError::CrossSlot`] when they hash to different slots.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use slotline_client::{op::Op, CommandError};
+    ///
+    /// let deadline = Instant::now() + Duration::from_secs(1);
+    /// let mut eval = redis::cmd("EVAL");
+    /// eval.arg("return redis.call('INCR', KEYS[1])").arg(1).arg("hits:{page7}");
+    /// let (op, _completion) = Op::command(&eval, deadline)?;
+    /// assert_eq!(op.key(), b"hits:{page7}");
+    ///
+    /// let mut mset = redis::cmd("MSET");
+    /// mset.arg("a").arg(1).arg("b").arg(2);
+    /// assert!(matches!(Op::command(&mset, deadline), Err(CommandError::CrossSlot { .. })));
+    /// # Ok::<(), CommandError>(())
+    /// ```
+    pub fn command(cmd: &redis::Cmd, deadline: Instant) -> Result<(Op, Completion), CommandError> {
+        Op::from_packed_command(cmd.get_packed_command(), deadline)
+    }
+
+    /// Like [`Op::command`], for a command already packed in RESP.
+    ///
+    /// # Errors
+    ///
+    /// As [`Op::command`], and [`CommandError::Malformed`] if `packed` is not a RESP array of
+    /// bulk strings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use slotline_client::op::Op;
+    ///
+    /// let packed = redis::cmd("INCR").arg("n:{7}").get_packed_command();
+    /// let (op, _c) = Op::from_packed_command(packed, Instant::now())?;
+    /// assert_eq!(op.key(), b"n:{7}");
+    /// # Ok::<(), slotline_client::CommandError>(())
+    /// ```
+    pub fn from_packed_command(
+        packed: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<(Op, Completion), CommandError> {
+        let ranges = arg_ranges(&packed).map_err(|_| CommandError::Malformed)?;
+        let args: Vec<&[u8]> = ranges.iter().map(|r| &packed[r.clone()]).collect();
+        let keys = crate::keys::key_indices(&args).map_err(CommandError::Keys)?;
+        let Some(&first) = keys.first() else {
+            let command = String::from_utf8_lossy(args.first().copied().unwrap_or_default());
+            return Err(CommandError::Keys(crate::keys::KeyError::NoKey {
+                command: command.into_owned(),
+            }));
+        };
+        let slot = key_slot(args[first]);
+        for &k in &keys[1..] {
+            let other = key_slot(args[k]);
+            if other != slot {
+                return Err(CommandError::CrossSlot {
+                    command: String::from_utf8_lossy(args[0]).into_owned(),
+                    slots: [slot.get(), other.get()],
+                });
+            }
+        }
+        let key = ranges[first].clone();
+        drop(args);
+        Ok(Op::assemble(packed, key, deadline))
+    }
+
     fn assemble(packed: Vec<u8>, key: Range<usize>, deadline: Instant) -> (Op, Completion) {
         let slot = key_slot(&packed[key.clone()]);
         let cell = Arc::new(Cell {
@@ -323,6 +405,7 @@ impl Op {
             maybe_applied: false,
             attempts: 0,
             redirects: 0,
+            replicas: 0,
         };
         (op, completion)
     }
@@ -487,6 +570,22 @@ impl Op {
     /// assert_eq!(completion.wait(), Err(CommitError::Rejected));
     /// ```
     pub fn complete(self, outcome: CommitResult) -> bool {
+        self.complete_reply(outcome.map(|()| redis::Value::Okay))
+    }
+
+    /// Like [`Op::complete`], with the command's reply: what
+    /// [`Completion::wait_reply`] returns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use slotline_client::op::Op;
+    /// let (op, completion) = Op::set(b"k", b"v", Instant::now() + Duration::from_secs(1));
+    /// assert!(op.complete_reply(Ok(redis::Value::Int(7))));
+    /// assert_eq!(completion.wait_reply(), Ok(redis::Value::Int(7)));
+    /// ```
+    pub fn complete_reply(self, outcome: ReplyResult) -> bool {
         self.cell.complete(outcome)
         // `Drop` then finds the cell completed and does nothing.
     }
@@ -551,8 +650,27 @@ impl Completion {
     /// );
     /// ```
     pub fn wait(self) -> CommitResult {
+        self.wait_reply().map(drop)
+    }
+
+    /// Like [`Completion::wait`], with the command's reply.
+    ///
+    /// # Errors
+    ///
+    /// As [`Completion::wait`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use slotline_client::op::Op;
+    /// let (op, completion) = Op::set(b"k", b"v", Instant::now() + Duration::from_secs(1));
+    /// op.complete_reply(Ok(redis::Value::Okay));
+    /// assert_eq!(completion.wait_reply(), Ok(redis::Value::Okay));
+    /// ```
+    pub fn wait_reply(self) -> ReplyResult {
         let deadline = self.deadline;
-        self.wait_until(deadline)
+        self.wait_reply_until(deadline)
     }
 
     /// Blocks until the outcome arrives or `deadline` passes (which may be earlier or later
@@ -573,6 +691,25 @@ impl Completion {
     /// assert!(err.may_have_been_applied());
     /// ```
     pub fn wait_until(self, deadline: Instant) -> CommitResult {
+        self.wait_reply_until(deadline).map(drop)
+    }
+
+    /// Like [`Completion::wait_until`], with the command's reply.
+    ///
+    /// # Errors
+    ///
+    /// As [`Completion::wait`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use slotline_client::op::Op;
+    /// let (op, completion) = Op::set(b"k", b"v", Instant::now() + Duration::from_secs(1));
+    /// op.complete_reply(Ok(redis::Value::Int(1)));
+    /// assert_eq!(completion.wait_reply_until(Instant::now()), Ok(redis::Value::Int(1)));
+    /// ```
+    pub fn wait_reply_until(self, deadline: Instant) -> ReplyResult {
         let cell = &self.cell;
         let mut registered = false;
         loop {
@@ -610,6 +747,21 @@ impl Completion {
     /// assert_eq!(completion.try_take(), Some(Ok(())));
     /// ```
     pub fn try_take(&mut self) -> Option<CommitResult> {
+        self.try_take_reply().map(|r| r.map(drop))
+    }
+
+    /// Like [`Completion::try_take`], with the command's reply.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use slotline_client::op::Op;
+    /// let (op, mut completion) = Op::set(b"k", b"v", Instant::now() + Duration::from_secs(1));
+    /// op.complete_reply(Ok(redis::Value::Int(3)));
+    /// assert_eq!(completion.try_take_reply(), Some(Ok(redis::Value::Int(3))));
+    /// ```
+    pub fn try_take_reply(&mut self) -> Option<ReplyResult> {
         let mut state = self.cell.lock();
         let outcome = state.outcome.take();
         if outcome.is_some() {
@@ -634,14 +786,25 @@ impl Completion {
     }
 }
 
-impl Future for Completion {
-    type Output = CommitResult;
-
-    /// Ready with the outcome once it has arrived; ready with `DeadlineExceeded` when polled
-    /// after the deadline; otherwise stores the task's waker (replacing an older one) and
-    /// returns `Pending`.
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CommitResult> {
-        let this = self.get_mut();
+impl Completion {
+    /// The [`Future`] behind `.await`, with the command's reply: ready with the outcome once
+    /// it has arrived; ready with `DeadlineExceeded` when polled after the deadline; otherwise
+    /// stores the task's waker (replacing an older one) and returns `Pending`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::task::{Context, Poll, Waker};
+    /// # use std::time::{Duration, Instant};
+    /// # use slotline_client::op::Op;
+    /// let (op, mut completion) = Op::set(b"k", b"v", Instant::now() + Duration::from_secs(1));
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// assert!(completion.poll_reply(&mut cx).is_pending());
+    /// op.complete_reply(Ok(redis::Value::Int(2)));
+    /// assert_eq!(completion.poll_reply(&mut cx), Poll::Ready(Ok(redis::Value::Int(2))));
+    /// ```
+    pub fn poll_reply(&mut self, cx: &mut Context<'_>) -> Poll<ReplyResult> {
+        let this = self;
         let mut state = this.cell.lock();
         if state.caller_gone {
             // Polled again after it returned `Ready`.
@@ -659,6 +822,15 @@ impl Future for Completion {
             waiter => *waiter = Some(Waiter::Task(cx.waker().clone())),
         }
         Poll::Pending
+    }
+}
+
+impl Future for Completion {
+    type Output = CommitResult;
+
+    /// [`Completion::poll_reply`] without the reply.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CommitResult> {
+        self.get_mut().poll_reply(cx).map(|r| r.map(drop))
     }
 }
 
@@ -694,6 +866,25 @@ fn push_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
 /// Where argument `index` of a packed command (`*N\r\n` then N × `$len\r\n<bytes>\r\n`) lies,
 /// checking the whole command's structure on the way.
 fn arg_range(packed: &[u8], index: usize) -> Result<Range<usize>, OpError> {
+    let mut found = None;
+    let args = walk_args(packed, |i, range| {
+        if i == index {
+            found = Some(range);
+        }
+    })?;
+    found.ok_or(OpError::NoSuchArgument { index, args })
+}
+
+/// Where every argument of a packed command lies.
+fn arg_ranges(packed: &[u8]) -> Result<Vec<Range<usize>>, OpError> {
+    let mut ranges = Vec::new();
+    walk_args(packed, |_, range| ranges.push(range))?;
+    Ok(ranges)
+}
+
+/// Calls `each(index, range)` for every argument of a packed command, checking the whole
+/// command's structure; returns the argument count.
+fn walk_args(packed: &[u8], mut each: impl FnMut(usize, Range<usize>)) -> Result<usize, OpError> {
     fn header(packed: &[u8], pos: usize, kind: u8) -> Result<(usize, usize), OpError> {
         if packed.get(pos) != Some(&kind) {
             return Err(OpError::Malformed);
@@ -710,22 +901,19 @@ fn arg_range(packed: &[u8], index: usize) -> Result<Range<usize>, OpError> {
         Ok((n, pos + 1 + len + 2))
     }
     let (args, mut pos) = header(packed, 0, b'*')?;
-    let mut found = None;
     for i in 0..args {
         let (len, start) = header(packed, pos, b'$')?;
         let end = start.checked_add(len).ok_or(OpError::Malformed)?;
         if packed.get(end..end + 2) != Some(b"\r\n") {
             return Err(OpError::Malformed);
         }
-        if i == index {
-            found = Some(start..end);
-        }
+        each(i, start..end);
         pos = end + 2;
     }
     if pos != packed.len() {
         return Err(OpError::Malformed);
     }
-    found.ok_or(OpError::NoSuchArgument { index, args })
+    Ok(args)
 }
 
 #[cfg(all(test, not(feature = "loom")))]

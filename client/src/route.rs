@@ -71,6 +71,10 @@ pub(crate) struct MasterQueue {
     /// The master's socket address: parsed at once from an IP address, or looked up by the
     /// refresh thread for a host name (a lookup may block; I/O threads never make one).
     resolved: Mutex<Option<SocketAddr>>,
+    /// Signalled whenever room appears (an op leaves the ring or its bytes are released):
+    /// callers under `fallback_strategy: block` wait on it. One notification per freed op,
+    /// each waking one more waiter; costs one atomic load when nobody waits.
+    pub(crate) room: event_listener::Event,
 }
 
 impl std::fmt::Debug for MasterQueue {
@@ -117,7 +121,22 @@ impl MasterQueue {
 
     /// Returns `n` bytes of charge (an op completed, dropped or moved away).
     pub(crate) fn release(&self, n: u64) {
+        self.bytes.fetch_sub(n, Ordering::Release);
+        self.room.notify_additional(1);
+    }
+
+    /// Takes back a charge whose op was not queued after all (its push found the ring full):
+    /// no room appeared, so no waiter is woken (waking one would only make it fail in turn
+    /// and wake the next: a storm of wake-ups among the waiters).
+    pub(crate) fn uncharge(&self, n: u64) {
         self.bytes.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// `n` ops left the ring: wake as many waiters.
+    pub(crate) fn popped(&self, n: usize) {
+        if n > 0 {
+            self.room.notify_additional(n);
+        }
     }
 
     /// Adds `n` bytes of charge without checking the line (an op forwarded here).
@@ -166,6 +185,12 @@ impl RouteTable {
         &self.masters[usize::from(self.owner[usize::from(slot.get())])]
     }
 
+    /// The index in `masters` of the master serving `slot`.
+    #[inline]
+    pub(crate) fn master_index(&self, slot: Slot) -> usize {
+        usize::from(self.owner[usize::from(slot.get())])
+    }
+
     /// The queue of the master at `addr`, if the table has it.
     pub(crate) fn queue_at(&self, addr: &Addr) -> Option<&Arc<MasterQueue>> {
         self.masters.iter().find(|q| &q.addr == addr)
@@ -203,6 +228,7 @@ impl QueueSizing {
             io: io % self.io_threads,
             last_reply_ms: AtomicU64::new(0),
             resolved: Mutex::new(None),
+            room: event_listener::Event::new(),
         })
     }
 }

@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use slotline_client::conn::Conn;
-use slotline_client::{Client, CommitError, Config, ConfigError};
+use slotline_client::keys::KeyError;
+use slotline_client::{Client, CommandError, CommitError, Config, ConfigError};
 use slotline_testkit::LocalCluster;
 
 fn get(cluster: &LocalCluster, key: &[u8]) -> Option<Vec<u8>> {
@@ -57,19 +58,40 @@ fn unknown_and_malformed_commands_get_typed_errors() {
     let cluster = LocalCluster::start().unwrap_or_else(|e| panic!("local cluster: {e}"));
     let client = Client::connect(cluster.config()).expect("connect");
     let started = Instant::now();
+    // A command whose keys cannot be known cannot be routed: refused before it is queued.
     let err = client
         .commit_cmd(redis::cmd("NOSUCHCOMMAND").arg("k").arg("v"))
         .expect_err("unknown command");
     assert!(
-        matches!(&err, CommitError::Server { message } if message.contains("unknown command")),
+        matches!(
+            &err,
+            CommitError::InvalidCommand(CommandError::Keys(KeyError::UnknownCommand { command }))
+                if command.eq_ignore_ascii_case("NOSUCHCOMMAND")
+        ),
         "{err:?}"
     );
-    // A command without a key argument cannot be routed: refused before it is queued.
+    assert!(err.to_string().contains("NOSUCHCOMMAND"), "{err}");
+    // Nor can a command without a key.
     let err = client
         .commit_cmd(&redis::cmd("PING"))
         .expect_err("no key argument");
-    assert!(matches!(err, CommitError::Server { .. }), "{err:?}");
+    assert!(
+        matches!(
+            &err,
+            CommitError::InvalidCommand(CommandError::Keys(KeyError::NoKey { .. }))
+        ),
+        "{err:?}"
+    );
     assert!(!err.may_have_been_applied());
+    // Keys in two slots: refused like a cluster's CROSSSLOT, before anything is sent.
+    let err = client
+        .commit_cmd(redis::cmd("MSET").arg("a").arg(1).arg("b").arg(2))
+        .expect_err("keys in two slots");
+    assert!(
+        matches!(&err, CommitError::InvalidCommand(CommandError::CrossSlot { command, .. }) if command == "MSET"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("CROSSSLOT"), "{err}");
     // Wrong arity is the server's call, reported as such.
     let err = client
         .commit_cmd(redis::cmd("SET").arg("k"))

@@ -44,7 +44,7 @@ fn run_phase(
                 incr.arg(KEY);
                 while !stop.load(Ordering::Relaxed) {
                     match client.commit_cmd(&incr) {
-                        Ok(()) => out.ok += 1,
+                        Ok(_) => out.ok += 1,
                         Err(e) => {
                             if matches!(
                                 e,

@@ -15,16 +15,16 @@
 //! batch cap (`batching.max_batch`, halved while the batches' round trip is over
 //! `batching.p95_budget`). Each op is checked on the way: an op whose caller gave up is
 //! dropped unsent, an expired one fails, and an op whose slot now belongs to another master
-//! is forwarded to that master's queue. A batch ends with `WAIT n timeout` when
-//! `ack.replicas > 0`. Replies are read as they arrive, in order, against a queue of what
-//! each reply answers.
+//! is forwarded to that master's queue. A batch ends with `WAIT n timeout` when one of its ops
+//! asks for replicas (`ack.replicas`, or the call's own), `n` the most any of them asks for.
+//! Replies are read as they arrive, in order, against a queue of what each reply answers.
 //!
 //! # What a reply, a failure or a deadline does to an op
 //!
 //! | event | outcome |
 //! |---|---|
-//! | `+OK` or any non-error reply, `ack.replicas == 0` | `Ok` |
-//! | non-error reply, then the batch's `WAIT` says `n` | `Ok` if `n >= replicas`, else `ReplicationShortfall` |
+//! | `+OK` or any non-error reply, the op asks for no replica | `Ok` with the reply |
+//! | non-error reply, then the batch's `WAIT` says `n` | `Ok` with the reply if `n >=` the op's replicas, else `ReplicationShortfall` |
 //! | non-error reply, then the connection fails before `WAIT` answers | `ReplicationUnconfirmed` (applied; never resent) |
 //! | `MOVED` | the slot is re-pointed, the op goes to its new master's queue |
 //! | `ASK` | the op goes to the named master's queue, sent there after `ASKING` |
@@ -54,7 +54,7 @@ use slotline_router::{parse_resp, Redirect, RedirectKind, RespError, Value as Ro
 use super::transport::Transport;
 use super::Shared;
 use crate::error::CommitError;
-use crate::op::Op;
+use crate::op::{Op, ReplyResult};
 use crate::route::{MasterQueue, RouteTable};
 
 /// First backoff before resending after a transient error reply; doubles per attempt.
@@ -194,8 +194,10 @@ pub(crate) struct Link {
     in_start: usize,
     in_end: usize,
     expect: VecDeque<Expect>,
-    /// Ops of the oldest batch whose reply was read, awaiting its `WAIT`.
-    acked: Vec<Op>,
+    /// Ops of the oldest batch whose reply was read, with their replies, awaiting its `WAIT`.
+    acked: Vec<(Op, redis::Value)>,
+    /// The most replicas an op staged in the batch being built asks for (its `WAIT`).
+    batch_replicas: u32,
     batches: usize,
     /// Ops in `expect` not yet completed.
     in_flight: usize,
@@ -247,6 +249,7 @@ impl Link {
             in_end: 0,
             expect: VecDeque::new(),
             acked: Vec::new(),
+            batch_replicas: 0,
             batches: 0,
             in_flight: 0,
             head: None,
@@ -387,6 +390,9 @@ impl Link {
                     self.admit(cx);
                 }
                 self.write_out(cx);
+                // Ops whose deadline passed get `DeadlineExceeded` first: a stall noticed in
+                // the same turn must not turn them into `ConnectionLost`.
+                self.sweep(cx);
                 if self.stalled(cx) {
                     self.fail(cx, "no reply within redis_pool.read_timeout after the oldest request's deadline".to_owned());
                 } else if self.expect.is_empty()
@@ -412,7 +418,7 @@ impl Link {
                 return op.as_ref().is_none_or(|op| op.deadline() <= cx.now);
             }
         }
-        self.acked.iter().all(|op| op.deadline() <= cx.now)
+        self.acked.iter().all(|(op, _)| op.deadline() <= cx.now)
     }
 
     /// Reacts to readiness of the socket: connect progress, writes, reads, replies.
@@ -552,8 +558,8 @@ impl Link {
     fn admit(&mut self, cx: &mut Cx<'_>) {
         let depth = cx.shared.config.batching.pipeline_depth;
         let window = Self::window_ops(cx);
-        let wait = cx.shared.config.ack.replicas > 0;
         while self.batches < depth && matches!(self.state, State::Ready) {
+            self.batch_replicas = 0;
             let start_len = self.out.len();
             let mut count = 0;
             // Due retries.
@@ -579,6 +585,7 @@ impl Link {
                 let want = (self.cap - count).min(window - self.retry.len() - self.in_flight);
                 let mut staging = std::mem::take(&mut self.staging);
                 let n = self.queue.ring.pop_batch(want, &mut staging);
+                self.queue.popped(n);
                 for op in staging.drain(..) {
                     count += self.stage(cx, op);
                 }
@@ -590,8 +597,9 @@ impl Link {
             if count == 0 {
                 break;
             }
+            let wait = self.batch_replicas > 0;
             if wait {
-                let replicas = cx.shared.config.ack.replicas.to_string();
+                let replicas = self.batch_replicas.to_string();
                 let timeout = cx.shared.config.ack.timeout.as_millis().max(1).to_string();
                 let before = self.out.len();
                 slotline_router::write_command(
@@ -646,6 +654,7 @@ impl Link {
         }
         self.out.extend_from_slice(op.packed());
         self.appended += op.packed().len() as u64;
+        self.batch_replicas = self.batch_replicas.max(op.replicas);
         let deadline = op.deadline();
         self.next_deadline = Some(self.next_deadline.map_or(deadline, |d| d.min(deadline)));
         cx.tally.in_flight(cx.shared.shards.shard_of(op.slot()), 1);
@@ -669,7 +678,7 @@ impl Link {
                 cx.shared.after_push(target);
             }
             Err(full) => {
-                target.release(n);
+                target.uncharge(n);
                 self.hold(full.into_inner(), cx.now + FORWARD_RETRY);
             }
         }
@@ -709,6 +718,7 @@ impl Link {
             let Some(op) = self.queue.ring.try_pop() else {
                 break;
             };
+            self.queue.popped(1);
             self.reroute(cx, op, cx.now);
         }
     }
@@ -839,12 +849,11 @@ impl Link {
                 return Ok(());
             }
             let (reply, used) = if rest.starts_with(b"+OK\r\n") {
-                (Reply::Ok, 5)
+                (Reply::Value(redis::Value::Okay), 5)
             } else {
                 match parse_resp(rest) {
                     Ok((RouteValue::Error(e), used)) => (Reply::Error(e), used),
-                    Ok((RouteValue::Int(n), used)) => (Reply::Int(n), used),
-                    Ok((_, used)) => (Reply::Ok, used),
+                    Ok((value, used)) => (Reply::Value(to_redis_value(value)), used),
                     Err(RespError::Incomplete) => return Ok(()),
                     Err(err) => return Err(format!("malformed reply: {err}")),
                 }
@@ -907,39 +916,42 @@ impl Link {
                 cx.tally.in_flight(cx.shared.shards.shard_of(op.slot()), -1);
                 match reply {
                     Reply::Error(message) => self.on_error_reply(cx, op, message),
-                    _ if cx.shared.config.ack.replicas > 0 => self.acked.push(op),
-                    _ => {
+                    Reply::Value(value) if op.replicas > 0 => self.acked.push((op, value)),
+                    Reply::Value(value) => {
                         let latency = cx.now.saturating_duration_since(op.created());
                         cx.tally
                             .latencies
                             .push((cx.shared.shards.shard_of(op.slot()), latency));
-                        self.finish(cx, op, Ok(()));
+                        self.finish(cx, op, Ok(value));
                     }
                 }
             }
             Expect::End { wait, sent_at } => {
                 debug_assert!(wait, "reply-less ends are popped as markers");
-                let wanted = cx.shared.config.ack.replicas;
-                let result = match reply {
-                    Reply::Int(n) => {
-                        let confirmed = u32::try_from(n.max(0)).unwrap_or(u32::MAX);
-                        if confirmed >= wanted {
-                            Ok(())
-                        } else {
-                            Err(CommitError::ReplicationShortfall { wanted, confirmed })
-                        }
+                // `None`: the `WAIT` itself failed, so no replica count is known.
+                let confirmed = match reply {
+                    Reply::Value(redis::Value::Int(n)) => {
+                        Some(u32::try_from(n.max(0)).unwrap_or(u32::MAX))
                     }
-                    _ => Err(CommitError::ReplicationUnconfirmed { wanted }),
+                    _ => None,
                 };
                 let acked = std::mem::take(&mut self.acked);
-                for op in acked {
+                for (op, value) in acked {
+                    let wanted = op.replicas;
+                    let result = match confirmed {
+                        Some(n) if n >= wanted => Ok(value),
+                        Some(confirmed) => {
+                            Err(CommitError::ReplicationShortfall { wanted, confirmed })
+                        }
+                        None => Err(CommitError::ReplicationUnconfirmed { wanted }),
+                    };
                     if result.is_ok() {
                         let latency = cx.now.saturating_duration_since(op.created());
                         cx.tally
                             .latencies
                             .push((cx.shared.shards.shard_of(op.slot()), latency));
                     }
-                    self.finish(cx, op, result.clone());
+                    self.finish(cx, op, result);
                 }
                 self.end_batch(cx, sent_at);
             }
@@ -1024,10 +1036,10 @@ impl Link {
             }
             let mut i = 0;
             while i < self.acked.len() {
-                if self.acked[i].deadline() <= now {
-                    expired.push(self.acked.swap_remove(i));
+                if self.acked[i].0.deadline() <= now {
+                    expired.push(self.acked.swap_remove(i).0);
                 } else {
-                    let d = self.acked[i].deadline();
+                    let d = self.acked[i].0.deadline();
                     next = Some(next.map_or(d, |n| n.min(d)));
                     i += 1;
                 }
@@ -1077,6 +1089,9 @@ impl Link {
             if self.head.is_none() {
                 // Sent first by the next `admit`, so FIFO order is kept.
                 self.head = self.queue.ring.try_pop();
+                if self.head.is_some() {
+                    self.queue.popped(1);
+                }
             }
             let Some(op) = self.head.take() else {
                 break;
@@ -1102,7 +1117,7 @@ impl Link {
     }
 
     /// Completes `op` with `outcome` (metrics, byte charge, caller).
-    fn finish(&mut self, cx: &mut Cx<'_>, op: Op, outcome: Result<(), CommitError>) {
+    fn finish(&mut self, cx: &mut Cx<'_>, op: Op, outcome: ReplyResult) {
         cx.shared.finish(&self.queue, op, outcome);
     }
 
@@ -1110,8 +1125,8 @@ impl Link {
     /// socket, and reconnect after a backoff.
     pub(crate) fn fail(&mut self, cx: &mut Cx<'_>, why: String) {
         self.queue.forget_address();
-        let wanted = cx.shared.config.ack.replicas;
-        for op in std::mem::take(&mut self.acked) {
+        for (op, _) in std::mem::take(&mut self.acked) {
+            let wanted = op.replicas;
             self.finish(cx, op, Err(CommitError::ReplicationUnconfirmed { wanted }));
         }
         let written = self.written;
@@ -1194,14 +1209,15 @@ impl Link {
 
     /// The client is stopping and the grace period is over: fail what is in flight.
     pub(crate) fn fail_in_flight(&mut self, cx: &mut Cx<'_>, state: u8) {
-        let wanted = cx.shared.config.ack.replicas;
-        for op in std::mem::take(&mut self.acked) {
+        for (op, _) in std::mem::take(&mut self.acked) {
             let e = if state == super::DEAD {
                 CommitError::ClientDead {
                     may_have_been_applied: true,
                 }
             } else {
-                CommitError::ReplicationUnconfirmed { wanted }
+                CommitError::ReplicationUnconfirmed {
+                    wanted: op.replicas,
+                }
             };
             self.finish(cx, op, Err(e));
         }
@@ -1221,9 +1237,35 @@ impl Link {
 
 /// What the engine needs to know of a reply.
 enum Reply {
-    Ok,
-    Int(i64),
+    /// Any reply but an error, as the callers see it.
+    Value(redis::Value),
+    /// An error reply: `MOVED`, `ASK`, a transient error, or the command's own failure.
     Error(String),
+}
+
+/// A parsed reply in the `redis` crate's type, the one callers get. Nested errors (inside an
+/// array, as Lua scripts can return) keep their text.
+fn to_redis_value(value: RouteValue) -> redis::Value {
+    match value {
+        RouteValue::Nil => redis::Value::Nil,
+        RouteValue::Int(n) => redis::Value::Int(n),
+        RouteValue::Simple(s) if s == "OK" => redis::Value::Okay,
+        RouteValue::Simple(s) => redis::Value::SimpleString(s),
+        RouteValue::Bulk(b) => redis::Value::BulkString(b),
+        RouteValue::Array(items) => {
+            redis::Value::Array(items.into_iter().map(to_redis_value).collect())
+        }
+        RouteValue::Map(pairs) => redis::Value::Map(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (to_redis_value(k), to_redis_value(v)))
+                .collect(),
+        ),
+        RouteValue::Error(e) => {
+            let line = format!("-{}\r\n", e.replace(['\r', '\n'], " "));
+            redis::parse_redis_value(line.as_bytes()).unwrap_or(redis::Value::SimpleString(e))
+        }
+    }
 }
 
 /// `t + d`, or a time far enough away when that would overflow.

@@ -4,7 +4,8 @@
 //! # Threads
 //!
 //! `redis_pool.io_threads` I/O threads (derived from the machine by default, never from the
-//! cluster's size) and one refresh thread: a client adds `io_threads + 1` threads whether the
+//! cluster's size), one refresh thread and one timer thread (it wakes async callers at
+//! deadlines no I/O thread watches): a client adds `io_threads + 2` threads whether the
 //! cluster has 3 masters or 300. Each master is served by one I/O thread (assigned round-robin
 //! when the master first appears); an I/O thread serves many masters, and since every socket
 //! is non-blocking (`mio`), a master that stalls holds only its own connection and queue.
@@ -49,7 +50,7 @@ use crate::config::Config;
 use crate::conn::ConnOptions;
 use crate::error::CommitError;
 use crate::metrics::Metrics;
-use crate::op::Op;
+use crate::op::{Op, ReplyResult};
 use crate::route::{MasterQueue, Routes};
 
 /// The client accepts and processes writes.
@@ -79,6 +80,8 @@ pub(crate) struct Shared {
     pub(crate) state: AtomicU8,
     /// A test hook: the I/O thread that sees it set panics.
     pub(crate) inject_panic: AtomicBool,
+    /// Wakes async callers blocked on a full queue at their deadlines.
+    pub(crate) timers: crate::timer::Timers,
 }
 
 impl Shared {
@@ -104,7 +107,7 @@ impl Shared {
 
     /// Completes `op`, counting the outcome in its shard's metrics, and returns its byte
     /// charge to `queue`.
-    pub(crate) fn finish(&self, queue: &MasterQueue, op: Op, outcome: Result<(), CommitError>) {
+    pub(crate) fn finish(&self, queue: &MasterQueue, op: Op, outcome: ReplyResult) {
         queue.release(op.charge());
         // An earlier send may have been applied: no later error may say otherwise.
         let outcome = match outcome {
@@ -122,13 +125,13 @@ impl Shared {
             other => other,
         };
         self.record(&op, &outcome);
-        op.complete(outcome);
+        op.complete_reply(outcome);
     }
 
     /// Counts `outcome` for `op`'s shard (not its latency: the I/O threads tally those).
-    pub(crate) fn record(&self, op: &Op, outcome: &Result<(), CommitError>) {
+    pub(crate) fn record<T>(&self, op: &Op, outcome: &Result<T, CommitError>) {
         if let Some(m) = self.metrics.shard(self.shards.shard_of(op.slot())) {
-            m.record_outcome(outcome);
+            m.record_result(outcome);
         }
     }
 
@@ -157,10 +160,17 @@ impl Shared {
         }
     }
 
-    /// Wakes every I/O thread (close, death).
+    /// Wakes every I/O thread, every caller waiting for room and every async deadline
+    /// (close, death): each looks at the state again.
     pub(crate) fn wake_all(&self) {
         for n in self.notifiers.iter() {
             n.wake_now();
+        }
+        for queue in &self.routes.load().masters {
+            queue.room.notify(usize::MAX);
+        }
+        if self.state() != RUNNING {
+            self.timers.close();
         }
     }
 }
