@@ -192,7 +192,7 @@ impl Client {
     pub fn commit_with(&self, key: &[u8], value: &[u8], opts: &CallOptions) -> CommitResult {
         let call = self.call(opts);
         let (op, completion) = Op::set(key, value, call.deadline);
-        self.submit_blocking(call.prepare(op), call.policy)?;
+        self.submit_blocking(call.prepare(op), &call)?;
         completion.wait()
     }
 
@@ -245,7 +245,7 @@ impl Client {
         let call = self.call(opts);
         let (op, completion) =
             Op::command(cmd, call.deadline).map_err(CommitError::InvalidCommand)?;
-        self.submit_blocking(call.prepare(op), call.policy)?;
+        self.submit_blocking(call.prepare(op), &call)?;
         completion.wait_reply()
     }
 
@@ -376,25 +376,8 @@ impl Client {
         opts: &CallOptions,
     ) -> Result<Vec<ReplyResult>, CommitError> {
         let call = self.call(opts);
-        let mut batch = Batch::prepare(&self.shared, cmds, &call)?;
-        for i in 0..batch.ops.len() {
-            if let Some(op) = batch.ops[i].take() {
-                if let Err(e) = self.submit_blocking(op, call.policy) {
-                    batch.results[i] = Some(Err(e));
-                    batch.completions[i] = None;
-                }
-            }
-        }
-        Ok(batch
-            .results
-            .into_iter()
-            .zip(batch.completions)
-            .map(|(result, completion)| match (result, completion) {
-                (Some(result), _) => result,
-                (None, Some(completion)) => completion.wait_reply(),
-                (None, None) => Err(CommitError::Closed),
-            })
-            .collect())
+        let deadline = call.deadline;
+        block_on(self.batch_future(cmds, &call), deadline)
     }
 
     /// Like [`Client::commit_batch`], as a `Send` future that needs no particular executor.
@@ -427,14 +410,25 @@ impl Client {
     /// ```
     pub fn commit_batch_async_with(&self, cmds: &[redis::Cmd], opts: &CallOptions) -> BatchFuture {
         let call = self.call(opts);
+        self.batch_future(cmds, &call)
+    }
+
+    fn batch_future(&self, cmds: &[redis::Cmd], call: &Call) -> BatchFuture {
+        let batch = Batch::prepare(&self.shared, cmds, call);
+        let unqueued = match &batch {
+            Ok(b) => (0..b.ops.len()).filter(|&i| b.ops[i].is_some()).collect(),
+            Err(_) => Vec::new(),
+        };
         BatchFuture {
             shared: Arc::clone(&self.shared),
             policy: call.policy,
             deadline: call.deadline,
+            long: call.long,
             watch: call.watch,
-            batch: Batch::prepare(&self.shared, cmds, &call),
-            next: 0,
-            wait: RoomWait::default(),
+            batch,
+            unqueued,
+            waits: Vec::new(),
+            timer: None,
         }
     }
 
@@ -478,6 +472,13 @@ impl Client {
     }
 
     fn stop(&self) {
+        for handle in self.begin_stop() {
+            let _ = handle.join();
+        }
+    }
+
+    /// Turns the client to closing, wakes everything, and hands over the threads to join.
+    fn begin_stop(&self) -> Vec<JoinHandle<()>> {
         let _ = self.shared.state.compare_exchange(
             RUNNING,
             CLOSING,
@@ -485,15 +486,12 @@ impl Client {
             Ordering::SeqCst,
         );
         self.shared.wake_all();
-        let handles = std::mem::take(
+        std::mem::take(
             &mut *self
                 .io_threads
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        for handle in handles {
-            let _ = handle.join();
-        }
+        )
     }
 
     /// Makes one I/O thread panic, to test that the client fails every write cleanly when
@@ -511,6 +509,7 @@ impl Client {
         Call {
             deadline: crate::engine::link::after(Instant::now(), timeout),
             watch: timeout < config.commit.timeout,
+            long: timeout > config.commit.timeout,
             replicas: opts.replicas.unwrap_or(config.ack.replicas),
             policy: opts
                 .fallback_strategy
@@ -518,32 +517,26 @@ impl Client {
         }
     }
 
-    /// Pushes `op` into its master's queue by `policy`; under `block`, waits for room (woken
-    /// by the queue's `room` event, never spinning) until the op's deadline.
-    fn submit_blocking(&self, op: Op, policy: FallbackStrategy) -> Result<(), CommitError> {
+    /// Pushes `op` into its master's queue by the call's policy; under `block`, waits for room
+    /// (woken by the queue's `room` event, never spinning) until the op's deadline.
+    fn submit_blocking(&self, op: Op, call: &Call) -> Result<(), CommitError> {
         let mut op = op;
-        let mut listener: Option<(EventListener, Arc<MasterQueue>)> = None;
+        let mut listener: Option<RoomListener> = None;
         loop {
-            match submit(&self.shared, op, policy) {
-                Ok(()) => return Ok(()),
+            match submit(&self.shared, op, call.policy, call.long) {
+                Ok(_) => return Ok(()),
                 Err(Submit::Refused(err)) => return Err(err),
                 Err(Submit::Full(back, queue)) => {
                     let deadline = back.deadline();
                     if Instant::now() >= deadline {
-                        let err = CommitError::DeadlineExceeded {
-                            may_have_been_applied: false,
-                        };
-                        self.shared.record(&back, &Err::<(), _>(err.clone()));
-                        return Err(err);
+                        return Err(expired(&self.shared, &back));
                     }
                     op = back;
                     match listener.take() {
                         // Listening on this queue since before the last try: wait.
-                        Some((l, q)) if Arc::ptr_eq(&q, &queue) => {
-                            let _ = l.wait_deadline(deadline);
-                        }
+                        Some(l) if Arc::ptr_eq(&l.queue, &queue) => l.wait_until(deadline),
                         // Listen first, then try again: room freed in between is not missed.
-                        _ => listener = Some((queue.room.listen(), queue)),
+                        _ => listener = Some(RoomListener::new(queue)),
                     }
                 }
             }
@@ -557,6 +550,62 @@ impl Drop for Client {
     }
 }
 
+/// Conveniences for tokio services (the `tokio` feature). The client itself needs no runtime:
+/// these only move its blocking steps off the async worker threads.
+#[cfg(feature = "tokio")]
+impl Client {
+    /// [`Client::connect`] on tokio's blocking pool: reading the topology opens blocking
+    /// connections, which must not stall an async worker thread. Needs a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::connect`]; [`Error::Io`] if the blocking task could not run.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), slotline_client::Error> {
+    /// let config = slotline_client::Config::from_yaml_file("geo_shard_client.yaml")?;
+    /// let client = slotline_client::Client::connect_async(config).await?;
+    /// client.commit_async(b"geo:{user42}", b"52.52,13.40").await.ok();
+    /// client.close_async().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_async(config: Config) -> Result<Client, Error> {
+        tokio::task::spawn_blocking(move || Client::connect(config))
+            .await
+            .map_err(|e| Error::Io {
+                addr: "the connect task".to_owned(),
+                source: std::io::Error::other(e),
+            })?
+    }
+
+    /// [`Client::close`], awaited: the client stops at once (new calls fail with
+    /// [`CommitError::Closed`]) and the future resolves once its threads have ended, joined
+    /// on tokio's blocking pool instead of the calling worker thread. Needs a tokio runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(client: slotline_client::Client) {
+    /// client.close_async().await;
+    /// assert!(client.commit_async(b"k", b"v").await.is_err());
+    /// # }
+    /// ```
+    pub async fn close_async(&self) {
+        let handles = self.begin_stop();
+        if handles.is_empty() {
+            return;
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for handle in handles {
+                let _ = handle.join();
+            }
+        })
+        .await;
+    }
+}
+
 /// One call's settings, from the configuration and the call's [`CallOptions`].
 struct Call {
     deadline: Instant,
@@ -564,6 +613,9 @@ struct Call {
     /// the oldest op of each queue, may not see it in time, so async callers also ask the
     /// timer thread to wake them at it.
     watch: bool,
+    /// The deadline is later than `commit.timeout` from now: ops pushed after this one may
+    /// have earlier deadlines (see [`MasterQueue::long_deadline_ms`]).
+    long: bool,
     replicas: u32,
     policy: FallbackStrategy,
 }
@@ -584,8 +636,10 @@ enum Submit {
     Refused(CommitError),
 }
 
-/// One attempt to queue `op` under `policy`.
-fn submit(shared: &Shared, op: Op, policy: FallbackStrategy) -> Result<(), Submit> {
+/// One attempt to queue `op` under `policy`. `Ok(watch)`: queued; `watch` says that an op
+/// with a later deadline may be ahead of it, so that an async caller should have the timer
+/// thread wake it at its deadline.
+fn submit(shared: &Shared, op: Op, policy: FallbackStrategy, long: bool) -> Result<bool, Submit> {
     let state = shared.state();
     if state != RUNNING {
         return Err(Submit::Refused(shared.stopped_error(state, false)));
@@ -599,13 +653,26 @@ fn submit(shared: &Shared, op: Op, policy: FallbackStrategy) -> Result<(), Submi
         let limit = queue.byte_limit;
         return Err(refuse(shared, &op, CommitError::TooLarge { bytes, limit }));
     }
+    let deadline_ms = op
+        .deadline()
+        .saturating_duration_since(shared.routes.epoch)
+        .as_millis()
+        .try_into()
+        .unwrap_or(u64::MAX);
     let mut op = op;
     loop {
+        if long {
+            // Before the push: whoever is pushed after this op reads it after its own push.
+            queue
+                .long_deadline_ms
+                .fetch_max(deadline_ms, Ordering::SeqCst);
+        }
         if queue.try_charge(bytes) {
             match queue.ring.try_push_below(op, queue.limit) {
                 Ok(()) => {
                     shared.after_push(queue);
-                    return Ok(());
+                    let watch = queue.long_deadline_ms.load(Ordering::SeqCst) > deadline_ms;
+                    return Ok(watch);
                 }
                 Err(Full(back)) => {
                     queue.uncharge(bytes);
@@ -617,11 +684,18 @@ fn submit(shared: &Shared, op: Op, policy: FallbackStrategy) -> Result<(), Submi
             FallbackStrategy::Reject => return Err(refuse(shared, &op, CommitError::Rejected)),
             FallbackStrategy::Block => return Err(Submit::Full(op, Arc::clone(queue))),
             FallbackStrategy::DropOldest => {
+                // A call that is out of time evicts nobody.
+                if Instant::now() >= op.deadline() {
+                    let err = CommitError::DeadlineExceeded {
+                        may_have_been_applied: false,
+                    };
+                    return Err(refuse(shared, &op, err));
+                }
                 // Evict the oldest queued op (its caller gets `Dropped`), then retry. Another
                 // producer may take the freed place first; the loop is bounded by the deadline.
                 match queue.ring.try_pop() {
                     Some(oldest) => {
-                        queue.popped(1);
+                        crate::trace::event!(debug, "slotline::backpressure", master = %queue.addr, "oldest queued op dropped");
                         shared.finish(queue, oldest, Err(CommitError::Dropped));
                     }
                     None if queue.ring.is_empty() => {
@@ -630,12 +704,6 @@ fn submit(shared: &Shared, op: Op, policy: FallbackStrategy) -> Result<(), Submi
                     }
                     None => {}
                 }
-                if Instant::now() >= op.deadline() {
-                    let err = CommitError::DeadlineExceeded {
-                        may_have_been_applied: false,
-                    };
-                    return Err(refuse(shared, &op, err));
-                }
             }
         }
     }
@@ -643,17 +711,67 @@ fn submit(shared: &Shared, op: Op, policy: FallbackStrategy) -> Result<(), Submi
 
 /// `op` will not be queued: counts `err` in its shard's metrics and hands it to the caller.
 fn refuse(shared: &Shared, op: &Op, err: CommitError) -> Submit {
+    crate::trace::event!(debug, "slotline::backpressure", slot = op.slot().get(), error = %err, "call refused");
     shared.record(op, &Err::<(), _>(err.clone()));
     Submit::Refused(err)
 }
 
-/// An async caller's wait for room in a full queue: a listener on the queue's `room` event,
-/// and a timer registration that wakes the task at the deadline.
+/// `op`'s deadline passed before it could be queued: counted, and the caller's error.
+fn expired(shared: &Shared, op: &Op) -> CommitError {
+    let err = CommitError::DeadlineExceeded {
+        may_have_been_applied: false,
+    };
+    shared.record(op, &Err::<(), _>(err.clone()));
+    err
+}
+
+/// A caller listening for room in a full queue. Counts itself in the queue's `waiters` while
+/// it lives, so that the queue notifies only while someone listens (see
+/// [`MasterQueue::release`]).
+struct RoomListener {
+    queue: Arc<MasterQueue>,
+    /// Taken by [`RoomListener::wait_until`], which consumes it.
+    listener: Option<EventListener>,
+}
+
+impl RoomListener {
+    /// Counts in, then listens; the caller must try once more before it waits.
+    fn new(queue: Arc<MasterQueue>) -> RoomListener {
+        crate::trace::event!(trace, "slotline::backpressure", master = %queue.addr, "waiting for room");
+        queue.waiters.fetch_add(1, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let listener = Some(queue.room.listen());
+        RoomListener { queue, listener }
+    }
+
+    /// Blocks until notified or `deadline`.
+    fn wait_until(mut self, deadline: Instant) {
+        if let Some(listener) = self.listener.take() {
+            let _ = listener.wait_deadline(deadline);
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self.listener.as_mut() {
+            Some(listener) => Pin::new(listener).poll(cx),
+            None => Poll::Ready(()),
+        }
+    }
+}
+
+impl Drop for RoomListener {
+    fn drop(&mut self) {
+        self.queue.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// An async caller's wait for room in a full queue, and its registration with the timer
+/// thread.
 #[derive(Default)]
 struct RoomWait {
-    listener: Option<(EventListener, Arc<MasterQueue>)>,
-    /// The waker registered with the timer thread, if any.
-    timer: Option<Waker>,
+    listener: Option<RoomListener>,
+    /// The waker registered with the timer thread, and its entry.
+    timer: Option<TimerEntry>,
 }
 
 impl RoomWait {
@@ -667,15 +785,15 @@ impl RoomWait {
         cx: &mut Context<'_>,
     ) -> Poll<()> {
         match self.listener.as_mut() {
-            Some((l, q)) if Arc::ptr_eq(q, &queue) => {
-                if Pin::new(l).poll(cx).is_ready() {
+            Some(l) if Arc::ptr_eq(&l.queue, &queue) => {
+                if l.poll(cx).is_ready() {
                     self.listener = None;
                     return Poll::Ready(());
                 }
             }
             // Listen first, then try again: room freed in between is not missed.
             _ => {
-                self.listener = Some((queue.room.listen(), queue));
+                self.listener = Some(RoomListener::new(queue));
                 return Poll::Ready(());
             }
         }
@@ -685,16 +803,33 @@ impl RoomWait {
 
     /// Has the timer thread wake this task at `deadline` (again only if its waker changed).
     fn wake_at(&mut self, shared: &Shared, deadline: Instant, cx: &Context<'_>) {
-        if !self.timer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            let waker = cx.waker().clone();
-            shared.timers.wake_at(deadline, waker.clone());
-            self.timer = Some(waker);
-        }
+        wake_at(&mut self.timer, shared, deadline, cx);
     }
 
     fn done(&mut self) {
         self.listener = None;
     }
+}
+
+/// A timer registration: cancelled (its waker released) when dropped.
+struct TimerEntry {
+    waker: Waker,
+    /// Held, not read: dropping it cancels the registration.
+    _entry: crate::timer::Entry,
+}
+
+/// Registers `cx`'s waker with the timer thread for `deadline`, unless the registration in
+/// `slot` already wakes that task.
+fn wake_at(slot: &mut Option<TimerEntry>, shared: &Shared, deadline: Instant, cx: &Context<'_>) {
+    if slot.as_ref().is_some_and(|t| t.waker.will_wake(cx.waker())) {
+        return;
+    }
+    let waker = cx.waker().clone();
+    let entry = shared.timers.wake_at(deadline, waker.clone());
+    *slot = Some(TimerEntry {
+        waker,
+        _entry: entry,
+    });
 }
 
 /// The state machine behind [`CommitFuture`] and [`ReplyFuture`]: queue the op (waiting for
@@ -704,9 +839,10 @@ struct Pending {
     /// The op until it is queued, or the error that refused it before it was made.
     op: Option<Result<Op, CommitError>>,
     policy: FallbackStrategy,
+    long: bool,
     wait: RoomWait,
     completion: Option<Completion>,
-    /// See [`Call::watch`].
+    /// See [`Call::watch`]; also set when an op with a later deadline is ahead in the queue.
     watch: bool,
 }
 
@@ -721,6 +857,7 @@ impl Pending {
             shared: Arc::clone(shared),
             op: Some(op),
             policy: call.policy,
+            long: call.long,
             wait: RoomWait::default(),
             completion: Some(completion),
             watch: call.watch,
@@ -732,6 +869,7 @@ impl Pending {
             shared: Arc::clone(shared),
             op: Some(Err(err)),
             policy: FallbackStrategy::Reject,
+            long: false,
             wait: RoomWait::default(),
             completion: None,
             watch: false,
@@ -747,23 +885,22 @@ impl Pending {
                     return Poll::Ready(Err(err));
                 }
             };
-            match submit(&self.shared, op, self.policy) {
-                Ok(()) => self.wait.done(),
+            match submit(&self.shared, op, self.policy, self.long) {
+                Ok(watch) => {
+                    self.watch |= watch;
+                    self.wait.done();
+                }
                 Err(Submit::Refused(err)) => {
                     self.completion = None;
-                    self.wait.done();
+                    self.wait = RoomWait::default();
                     return Poll::Ready(Err(err));
                 }
                 Err(Submit::Full(op, queue)) => {
                     let deadline = op.deadline();
                     if Instant::now() >= deadline {
                         self.completion = None;
-                        self.wait.done();
-                        let err = CommitError::DeadlineExceeded {
-                            may_have_been_applied: false,
-                        };
-                        self.shared.record(&op, &Err::<(), _>(err.clone()));
-                        return Poll::Ready(Err(err));
+                        self.wait = RoomWait::default();
+                        return Poll::Ready(Err(expired(&self.shared, &op)));
                     }
                     self.op = Some(Ok(op));
                     if self
@@ -781,6 +918,7 @@ impl Pending {
                 let poll = completion.poll_reply(cx);
                 if poll.is_ready() {
                     self.completion = None;
+                    self.wait = RoomWait::default();
                 } else if self.watch {
                     let deadline = completion.deadline();
                     self.wait.wake_at(&self.shared, deadline, cx);
@@ -889,6 +1027,7 @@ impl Batch {
         }
         for (queue, &(ops, bytes)) in table.masters.iter().zip(&per_master) {
             if ops > queue.limit || bytes > queue.byte_limit {
+                crate::trace::event!(debug, "slotline::backpressure", master = %queue.addr, ops, bytes, "batch refused");
                 return Err(CommitError::BatchTooLarge {
                     master: queue.addr.to_string(),
                     ops,
@@ -905,26 +1044,114 @@ impl Batch {
 /// The future returned by [`Client::commit_batch_async`]: one result per command, in input
 /// order.
 ///
-/// Dropping it before it resolves abandons the commands not sent yet.
+/// Commands are queued in input order, each in its master's queue. Under `block`, a master
+/// whose queue is full holds back only its own commands (in order): the other masters' are
+/// queued meanwhile. Dropping the future before it resolves abandons the commands not sent
+/// yet.
 #[must_use = "a batch does nothing unless awaited"]
 pub struct BatchFuture {
     shared: Arc<Shared>,
     policy: FallbackStrategy,
     deadline: Instant,
-    /// See [`Call::watch`].
+    long: bool,
+    /// See [`Call::watch`]; also set when an op with a later deadline is ahead in a queue.
     watch: bool,
     /// The batch, or why it was refused whole.
     batch: Result<Batch, CommitError>,
-    /// The first op not queued yet.
-    next: usize,
-    wait: RoomWait,
+    /// Indices of the ops not queued yet, in input order.
+    unqueued: Vec<usize>,
+    /// Listeners on the queues that were full at the last try.
+    waits: Vec<RoomListener>,
+    timer: Option<TimerEntry>,
 }
 
 impl std::fmt::Debug for BatchFuture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BatchFuture")
-            .field("queued", &self.next)
+            .field("unqueued", &self.unqueued.len())
             .finish_non_exhaustive()
+    }
+}
+
+impl BatchFuture {
+    /// Queues what can be queued. `Pending` while some ops wait for room (the task is woken
+    /// by room in one of their queues or by the deadline).
+    fn push(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Ok(batch) = &mut self.batch else {
+            return Poll::Ready(());
+        };
+        loop {
+            let mut blocked: Vec<Arc<MasterQueue>> = Vec::new();
+            let mut still = Vec::new();
+            for i in std::mem::take(&mut self.unqueued) {
+                let Some(op) = batch.ops[i].take() else {
+                    continue;
+                };
+                // Once one of a master's ops waits, its later ops wait behind it (in order).
+                let held = {
+                    let table = self.shared.routes.load();
+                    let queue = table.queue(op.slot());
+                    blocked.iter().any(|b| Arc::ptr_eq(b, queue))
+                };
+                if held {
+                    batch.ops[i] = Some(op);
+                    still.push(i);
+                    continue;
+                }
+                match submit(&self.shared, op, self.policy, self.long) {
+                    Ok(watch) => self.watch |= watch,
+                    Err(Submit::Refused(err)) => {
+                        batch.results[i] = Some(Err(err));
+                        batch.completions[i] = None;
+                    }
+                    Err(Submit::Full(op, queue)) => {
+                        batch.ops[i] = Some(op);
+                        still.push(i);
+                        blocked.push(queue);
+                    }
+                }
+            }
+            self.unqueued = still;
+            if self.unqueued.is_empty() {
+                self.waits.clear();
+                return Poll::Ready(());
+            }
+            if Instant::now() >= self.deadline {
+                // Out of time: every op not queued fails, unsent.
+                for i in std::mem::take(&mut self.unqueued) {
+                    if let Some(op) = batch.ops[i].take() {
+                        batch.results[i] = Some(Err(expired(&self.shared, &op)));
+                        batch.completions[i] = None;
+                    }
+                }
+                self.waits.clear();
+                return Poll::Ready(());
+            }
+            // Listen on every full queue; a new listener means one more try first.
+            self.waits
+                .retain(|w| blocked.iter().any(|b| Arc::ptr_eq(b, &w.queue)));
+            let mut fresh = false;
+            for queue in blocked {
+                if !self.waits.iter().any(|w| Arc::ptr_eq(&w.queue, &queue)) {
+                    self.waits.push(RoomListener::new(queue));
+                    fresh = true;
+                }
+            }
+            if fresh {
+                continue;
+            }
+            let mut notified = false;
+            self.waits.retain_mut(|w| {
+                let ready = w.poll(cx).is_ready();
+                notified |= ready;
+                !ready
+            });
+            if notified {
+                continue;
+            }
+            wake_at(&mut self.timer, &self.shared, self.deadline, cx);
+            return Poll::Pending;
+        }
     }
 }
 
@@ -933,60 +1160,15 @@ impl Future for BatchFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let batch = match &mut this.batch {
-            Ok(batch) => batch,
-            Err(err) => return Poll::Ready(Err(err.clone())),
-        };
-        // Queue the ops in input order (a master's commands keep their order).
-        while this.next < batch.ops.len() {
-            let i = this.next;
-            let Some(op) = batch.ops[i].take() else {
-                this.next += 1;
-                continue;
-            };
-            match submit(&this.shared, op, this.policy) {
-                Ok(()) => {
-                    this.wait.done();
-                    this.next += 1;
-                }
-                Err(Submit::Refused(err)) => {
-                    this.wait.done();
-                    batch.results[i] = Some(Err(err));
-                    batch.completions[i] = None;
-                    this.next += 1;
-                }
-                Err(Submit::Full(op, queue)) => {
-                    let deadline = op.deadline();
-                    if Instant::now() >= deadline {
-                        // Every op not queued yet shares this deadline: all fail, unsent.
-                        let err = CommitError::DeadlineExceeded {
-                            may_have_been_applied: false,
-                        };
-                        this.shared.record(&op, &Err::<(), _>(err.clone()));
-                        batch.results[i] = Some(Err(err.clone()));
-                        batch.completions[i] = None;
-                        for j in i + 1..batch.ops.len() {
-                            if let Some(op) = batch.ops[j].take() {
-                                this.shared.record(&op, &Err::<(), _>(err.clone()));
-                                batch.results[j] = Some(Err(err.clone()));
-                                batch.completions[j] = None;
-                            }
-                        }
-                        this.next = batch.ops.len();
-                        this.wait.done();
-                        break;
-                    }
-                    batch.ops[i] = Some(op);
-                    if this
-                        .wait
-                        .poll(&this.shared, queue, deadline, cx)
-                        .is_pending()
-                    {
-                        return Poll::Pending;
-                    }
-                }
-            }
+        if let Err(err) = &this.batch {
+            return Poll::Ready(Err(err.clone()));
         }
+        if this.push(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let Ok(batch) = &mut this.batch else {
+            return Poll::Ready(Err(CommitError::Closed));
+        };
         // Collect what has arrived; every pending completion holds this task's waker.
         let mut pending = false;
         for (result, completion) in batch.results.iter_mut().zip(batch.completions.iter_mut()) {
@@ -1004,7 +1186,7 @@ impl Future for BatchFuture {
         }
         if pending {
             if this.watch {
-                this.wait.wake_at(&this.shared, this.deadline, cx);
+                wake_at(&mut this.timer, &this.shared, this.deadline, cx);
             }
             return Poll::Pending;
         }
@@ -1013,6 +1195,35 @@ impl Future for BatchFuture {
             .map(|r| r.unwrap_or(Err(CommitError::Closed)))
             .collect();
         this.batch = Err(CommitError::Closed);
+        this.timer = None;
         Poll::Ready(Ok(results))
+    }
+}
+
+/// Runs `fut` on this thread until it is ready: parks between wake-ups, and polls once more
+/// at `deadline` (after which every future of this crate resolves at once).
+fn block_on<F: Future>(fut: F, deadline: Instant) -> F::Output {
+    struct Unpark(thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        let now = Instant::now();
+        // Spurious unparks only cost a poll; past the deadline, poll every millisecond.
+        let wait = deadline
+            .saturating_duration_since(now)
+            .max(std::time::Duration::from_millis(1));
+        thread::park_timeout(wait);
     }
 }

@@ -28,6 +28,11 @@
 //! Durations are written with a unit, and several may be combined: `500ms`, `2s`, `1.5s`,
 //! `2m`, `1m 30s` (see [`parse_duration`]).
 //!
+//! A service that configures itself in code uses [`Config::builder`]: one setter per key,
+//! and [`ConfigBuilder::build`] checks the result exactly as a file is checked. The other way,
+//! [`Config::to_yaml`] writes a configuration as a file that reads back equal (passwords
+//! included, in plain text).
+//!
 //! # Examples
 //!
 //! ```
@@ -53,7 +58,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 use slotline_router::Addr;
 use url::{Host, Url};
 
@@ -129,13 +134,20 @@ pub enum ConfigError {
         /// Why the value is not accepted, including the allowed range.
         reason: String,
     },
+    /// [`Config::to_yaml`] could not write a value so that it reads back the same.
+    Serialize {
+        /// What could not be written; it starts with the key path (`tls.ca_file: ...`,
+        /// `nodes[1]: ...`) when it is known. It never contains a password.
+        message: String,
+    },
 }
 
 impl ConfigError {
     /// The key path the error is about, when it is known separately from the message.
     ///
-    /// [`ConfigError::Invalid`] always has one; for [`ConfigError::Parse`] the key path is the
-    /// start of the message (the YAML parser reports it there), and this returns that prefix.
+    /// [`ConfigError::Invalid`] always has one; for [`ConfigError::Parse`] and
+    /// [`ConfigError::Serialize`] the key path is the start of the message (the YAML parser
+    /// reports it there), and this returns that prefix.
     ///
     /// # Examples
     ///
@@ -149,7 +161,7 @@ impl ConfigError {
         match self {
             ConfigError::Io { .. } => None,
             ConfigError::Invalid { key, .. } => Some(key),
-            ConfigError::Parse { message, .. } => {
+            ConfigError::Parse { message, .. } | ConfigError::Serialize { message } => {
                 let (prefix, _) = message.split_once(": ")?;
                 // A key path has no spaces; parser messages without a path do.
                 (!prefix.is_empty() && !prefix.contains(' ')).then_some(prefix)
@@ -162,7 +174,7 @@ impl ConfigError {
             ConfigError::Parse { file, .. } | ConfigError::Invalid { file, .. } => {
                 *file = Some(path.to_path_buf());
             }
-            ConfigError::Io { .. } => {}
+            ConfigError::Io { .. } | ConfigError::Serialize { .. } => {}
         }
         self
     }
@@ -255,6 +267,9 @@ impl fmt::Display for ConfigError {
                 }
                 write!(f, ": {key}: {reason}")
             }
+            ConfigError::Serialize { message } => {
+                write!(f, "cannot write configuration: {message}")
+            }
         }
     }
 }
@@ -289,7 +304,7 @@ impl std::error::Error for ConfigError {
 /// config.validate()?;
 /// # Ok::<(), slotline_client::ConfigError>(())
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Logical shards: the metrics grouping and the unit of queue capacity.
@@ -362,6 +377,101 @@ impl Config {
         let config: Config = serde_norway::from_str(yaml).map_err(ConfigError::from_yaml)?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// A [`ConfigBuilder`] starting from [`Config::default`], for services that configure
+    /// the client in code rather than from a file.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use slotline_client::config::{Config, FallbackStrategy};
+    ///
+    /// let config = Config::builder()
+    ///     .nodes(["127.0.0.1:7000", "127.0.0.1:7001"])
+    ///     .fallback_strategy(FallbackStrategy::Block)
+    ///     .commit_timeout(Duration::from_secs(2))
+    ///     .build()?;
+    /// assert_eq!(config.nodes.len(), 2);
+    /// assert_eq!(config.backpressure.fallback_strategy, FallbackStrategy::Block);
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::new()
+    }
+
+    /// Writes the configuration as YAML that [`Config::from_yaml_str`] reads back as an equal
+    /// `Config`.
+    ///
+    /// Every key is written, in the template's order; optional keys that are not set (in
+    /// `auth` and `tls`) are left out. Durations take the form [`parse_duration`] reads, in
+    /// whole units (`500ms`, `5m`, `1m 30s`, `1s 500ms`). A seed node is written as
+    /// `host:port` (`[ipv6]:port`), or as a `redis://` / `rediss://` URL when it was given as
+    /// `rediss://` or with credentials. The removed keys `redis_pool.max_idle` and
+    /// `redis_pool.max_active` are never written.
+    ///
+    /// The configuration is written as it is, without [`Config::validate`]: reading back a
+    /// configuration that is not valid fails as `validate` does.
+    ///
+    /// # Secrets
+    ///
+    /// **The output contains every password in plain text**: `auth.password`, and the
+    /// password of each `nodes` URL (percent-escaped, which hides nothing). Unlike `Debug`,
+    /// which prints `"***"`, this is meant to be read back. Treat the text as the secret
+    /// itself: never log it, and write it only where the passwords may be stored.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Serialize`] naming the key, when a value cannot be written so that it
+    /// reads back the same: a `tls` file path that is not UTF-8, or a node built in code
+    /// whose host the parser would not keep as it is (such as
+    /// `NodeAddr::new("no such host", 7000)`, or an IPv6 address not in its shortest form).
+    /// Nodes parsed from text, and every other value, can always be written.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use slotline_client::config::Config;
+    ///
+    /// let config = Config::builder()
+    ///     .node("rediss://writer:s3cret@10.0.0.5:7000")
+    ///     .idle_timeout(Duration::from_secs(90))
+    ///     .build()?;
+    /// let yaml = config.to_yaml()?;
+    /// assert!(yaml.contains("idle_timeout: 1m 30s"), "{yaml}");
+    /// // The password is in the text: it has to be, to read back.
+    /// assert!(yaml.contains("rediss://writer:s3cret@10.0.0.5:7000"), "{yaml}");
+    /// assert!(!yaml.contains("max_idle"));
+    /// assert_eq!(Config::from_yaml_str(&yaml)?, config);
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn to_yaml(&self) -> Result<String, ConfigError> {
+        // The values serde would refuse, checked first so that the error names the key.
+        let tls_paths = [
+            ("tls.ca_file", &self.tls.ca_file),
+            ("tls.client_cert_file", &self.tls.client_cert_file),
+            ("tls.client_key_file", &self.tls.client_key_file),
+        ];
+        for (key, path) in tls_paths {
+            if path.as_deref().is_some_and(|p| p.to_str().is_none()) {
+                return Err(ConfigError::Serialize {
+                    message: format!("{key}: the path is not UTF-8, which YAML cannot hold"),
+                });
+            }
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            node.to_config_string()
+                .map_err(|reason| ConfigError::Serialize {
+                    message: format!("nodes[{i}]: {reason}"),
+                })?;
+        }
+        // Cannot fail after the checks above: every other value is a number, a bool, an enum
+        // or a UTF-8 string, and every map key a field name.
+        serde_norway::to_string(self).map_err(|err| ConfigError::Serialize {
+            message: hide_quoted_strings(&err.to_string()),
+        })
     }
 
     /// Checks every value against its allowed range and the values against each other.
@@ -686,6 +796,752 @@ fn positive(key: &str, value: Duration) -> Result<(), ConfigError> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Builder
+// ---------------------------------------------------------------------------------------------
+
+/// Builds a [`Config`] in code: one setter per key of the file, named after the key, then
+/// [`ConfigBuilder::build`], which checks the result exactly as a file is checked.
+///
+/// It starts from [`Config::default`] (the template's values, no nodes); a key that is not
+/// set keeps its default. Setters never panic: a node address that does not parse is kept
+/// as an error and reported by `build`. Where two sections share a key name, the setter
+/// carries the section's name too (`ack_timeout`, `commit_timeout`, `backpressure_enabled`,
+/// `tls_enabled`). [`ConfigBuilder::with`] changes anything else directly.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use slotline_client::config::{Config, FallbackStrategy};
+///
+/// let config = Config::builder()
+///     .nodes(["10.0.0.1:7000", "10.0.0.2:7000"])
+///     .total_shards(16)
+///     .fallback_strategy(FallbackStrategy::Reject)
+///     .ack_replicas(1)
+///     .ack_timeout(Duration::from_millis(50))
+///     .build()?;
+/// assert_eq!(config.shard_config.total_shards, 16);
+/// assert_eq!(config.ack.replicas, 1);
+///
+/// // The same checks as a file, with the same key names.
+/// let err = Config::builder()
+///     .ack_replicas(1)
+///     .ack_timeout(Duration::from_secs(2))
+///     .commit_timeout(Duration::from_secs(1))
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err.key(), Some("commit.timeout"));
+/// # Ok::<(), slotline_client::ConfigError>(())
+/// ```
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ConfigBuilder {
+    /// The configuration so far; starts as [`Config::default`].
+    config: Config,
+    /// The first node address that did not parse, returned by `build` before any check.
+    error: Option<ConfigError>,
+}
+
+impl Default for ConfigBuilder {
+    /// A builder starting from [`Config::default`], as [`ConfigBuilder::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::{Config, ConfigBuilder};
+    ///
+    /// assert_eq!(ConfigBuilder::default().build()?, Config::default());
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    fn default() -> Self {
+        ConfigBuilder::new()
+    }
+}
+
+impl ConfigBuilder {
+    /// A builder starting from [`Config::default`]; the same as [`Config::builder`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::{Config, ConfigBuilder};
+    ///
+    /// assert_eq!(ConfigBuilder::new().build()?, Config::default());
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn new() -> ConfigBuilder {
+        ConfigBuilder {
+            config: Config::default(),
+            error: None,
+        }
+    }
+
+    /// Checks the configuration as [`Config::from_yaml_str`] checks a file
+    /// ([`Config::validate`]), and returns it.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] naming the key, as the file's key path: `nodes[i]` for the
+    /// first node address that did not parse (with the parser's reason), otherwise the first
+    /// key [`Config::validate`] rejects, with the same key and reason as for a file with
+    /// the same values.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// let err = Config::builder().node("127.0.0.1:7000").node("127.0.0.1").build().unwrap_err();
+    /// assert_eq!(err.key(), Some("nodes[1]"));
+    /// assert!(err.to_string().contains("missing `:port`"), "{err}");
+    ///
+    /// let err = Config::builder().threshold_percent(0).build().unwrap_err();
+    /// let from_file = Config::from_yaml_str("backpressure: { threshold_percent: 0 }").unwrap_err();
+    /// assert_eq!(err.to_string(), from_file.to_string());
+    /// ```
+    pub fn build(self) -> Result<Config, ConfigError> {
+        if let Some(err) = self.error {
+            return Err(err);
+        }
+        self.config.validate()?;
+        Ok(self.config)
+    }
+
+    /// Changes the configuration directly: for anything without a setter, or computed.
+    /// `build` checks the result like any other.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// let config = Config::builder()
+    ///     .with(|c| c.tcp_tuning.so_sndbuf = c.tcp_tuning.so_rcvbuf / 2)
+    ///     .build()?;
+    /// assert_eq!(config.tcp_tuning.so_sndbuf, 2 << 20);
+    ///
+    /// let err = Config::builder().with(|c| c.batching.max_batch = 0).build().unwrap_err();
+    /// assert_eq!(err.key(), Some("batching.max_batch"));
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn with(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        change(&mut self.config);
+        self
+    }
+
+    // --- shard_config ---
+
+    /// `shard_config.total_shards`: logical shards, `1..=16384`. Default 64.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// assert_eq!(Config::builder().total_shards(16).build()?.shard_config.total_shards, 16);
+    /// let err = Config::builder().total_shards(0).build().unwrap_err();
+    /// assert_eq!(err.key(), Some("shard_config.total_shards"));
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn total_shards(mut self, total_shards: u32) -> Self {
+        self.config.shard_config.total_shards = total_shards;
+        self
+    }
+
+    /// `shard_config.ring_buffer_capacity`: pending writes per logical shard,
+    /// `1..=`[`MAX_RING_BUFFER_CAPACITY`]. Default 4096.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// let config = Config::builder().ring_buffer_capacity(1024).build()?;
+    /// assert_eq!(config.shard_config.ring_buffer_capacity, 1024);
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn ring_buffer_capacity(mut self, ring_buffer_capacity: usize) -> Self {
+        self.config.shard_config.ring_buffer_capacity = ring_buffer_capacity;
+        self
+    }
+
+    /// `shard_config.routing_algorithm`: how keys map to slots. Default `crc16`, the only one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::{Config, RoutingAlgorithm};
+    ///
+    /// let config = Config::builder().routing_algorithm(RoutingAlgorithm::Crc16).build()?;
+    /// assert_eq!(config.shard_config.routing_algorithm, RoutingAlgorithm::Crc16);
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn routing_algorithm(mut self, routing_algorithm: RoutingAlgorithm) -> Self {
+        self.config.shard_config.routing_algorithm = routing_algorithm;
+        self
+    }
+
+    // --- redis_pool ---
+
+    /// `redis_pool.io_threads`: event-loop I/O threads, `0..=`[`MAX_IO_THREADS`]; 0 = auto
+    /// (see [`Config::io_threads`]). Default 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// assert_eq!(Config::builder().io_threads(2).build()?.io_threads(), 2);
+    /// let err = Config::builder().io_threads(65).build().unwrap_err();
+    /// assert_eq!(err.key(), Some("redis_pool.io_threads"));
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn io_threads(mut self, io_threads: usize) -> Self {
+        self.config.redis_pool.io_threads = io_threads;
+        self
+    }
+
+    /// `redis_pool.idle_timeout`: an idle master connection is closed after this long; must
+    /// be longer than zero. Default 300 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use slotline_client::config::Config;
+    ///
+    /// let config = Config::builder().idle_timeout(Duration::from_secs(60)).build()?;
+    /// assert_eq!(config.redis_pool.idle_timeout, Duration::from_secs(60));
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn idle_timeout(mut self, idle_timeout: Duration) -> Self {
+        self.config.redis_pool.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// `redis_pool.dial_timeout`: limit on connect, TLS handshake and `AUTH`; must be longer
+    /// than zero. Default 2 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use slotline_client::config::Config;
+    ///
+    /// let config = Config::builder().dial_timeout(Duration::from_millis(800)).build()?;
+    /// assert_eq!(config.redis_pool.dial_timeout, Duration::from_millis(800));
+    /// let err = Config::builder().dial_timeout(Duration::ZERO).build().unwrap_err();
+    /// assert_eq!(err.key(), Some("redis_pool.dial_timeout"));
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn dial_timeout(mut self, dial_timeout: Duration) -> Self {
+        self.config.redis_pool.dial_timeout = dial_timeout;
+        self
+    }
+
+    /// `redis_pool.read_timeout`: how long a connection may make no progress past its oldest
+    /// command's deadline; must be longer than zero. Default 500 ms.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use slotline_client::config::Config;
+    ///
+    /// let config = Config::builder().read_timeout(Duration::from_secs(1)).build()?;
+    /// assert_eq!(config.redis_pool.read_timeout, Duration::from_secs(1));
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn read_timeout(mut self, read_timeout: Duration) -> Self {
+        self.config.redis_pool.read_timeout = read_timeout;
+        self
+    }
+
+    /// `redis_pool.write_timeout`: the write timeout of the topology refresh's blocking
+    /// connections; must be longer than zero. Default 500 ms.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use slotline_client::config::Config;
+    ///
+    /// let config = Config::builder().write_timeout(Duration::from_secs(1)).build()?;
+    /// assert_eq!(config.redis_pool.write_timeout, Duration::from_secs(1));
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn write_timeout(mut self, write_timeout: Duration) -> Self {
+        self.config.redis_pool.write_timeout = write_timeout;
+        self
+    }
+
+    // --- backpressure ---
+
+    /// `backpressure.enabled`: apply the fallback strategy at `threshold_percent` (true) or
+    /// only when a queue is completely full (false). Default true.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// let config = Config::builder().backpressure_enabled(false).build()?;
+    /// assert!(!config.backpressure.enabled);
+    /// assert_eq!(config.backpressure_limit(), 4096); // the whole ring
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn backpressure_enabled(mut self, enabled: bool) -> Self {
+        self.config.backpressure.enabled = enabled;
+        self
+    }
+
+    /// `backpressure.threshold_percent`: the fill level, `1..=100`, at which a master's queue
+    /// counts as full. Default 80.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// let config = Config::builder().threshold_percent(50).build()?;
+    /// assert_eq!(config.backpressure_limit(), 2048);
+    /// let err = Config::builder().threshold_percent(101).build().unwrap_err();
+    /// assert_eq!(err.key(), Some("backpressure.threshold_percent"));
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn threshold_percent(mut self, threshold_percent: u32) -> Self {
+        self.config.backpressure.threshold_percent = threshold_percent;
+        self
+    }
+
+    /// `backpressure.max_pending_bytes`: per-master budget of queued and in-flight commands,
+    /// [`MIN_PENDING_BYTES`]`..=`[`MAX_PENDING_BYTES`]. Default 64 MiB.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// let config = Config::builder().max_pending_bytes(16 << 20).build()?;
+    /// assert_eq!(config.backpressure.max_pending_bytes, 16 << 20);
+    /// let err = Config::builder().max_pending_bytes(10).build().unwrap_err();
+    /// assert_eq!(err.key(), Some("backpressure.max_pending_bytes"));
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn max_pending_bytes(mut self, max_pending_bytes: u64) -> Self {
+        self.config.backpressure.max_pending_bytes = max_pending_bytes;
+        self
+    }
+
+    /// `backpressure.fallback_strategy`: what a commit does when its master's queue is full.
+    /// Default [`FallbackStrategy::DropOldest`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::{Config, FallbackStrategy};
+    ///
+    /// let config = Config::builder().fallback_strategy(FallbackStrategy::Block).build()?;
+    /// assert_eq!(config.backpressure.fallback_strategy, FallbackStrategy::Block);
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn fallback_strategy(mut self, fallback_strategy: FallbackStrategy) -> Self {
+        self.config.backpressure.fallback_strategy = fallback_strategy;
+        self
+    }
+
+    // --- tcp_tuning ---
+
+    /// `tcp_tuning.so_rcvbuf`: `SO_RCVBUF` in bytes,
+    /// [`MIN_SOCKET_BUFFER`]`..=`[`MAX_SOCKET_BUFFER`]. Default 4 MiB.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// let config = Config::builder().so_rcvbuf(1 << 20).build()?;
+    /// assert_eq!(config.tcp_tuning.so_rcvbuf, 1 << 20);
+    /// let err = Config::builder().so_rcvbuf(100).build().unwrap_err();
+    /// assert_eq!(err.key(), Some("tcp_tuning.so_rcvbuf"));
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn so_rcvbuf(mut self, so_rcvbuf: usize) -> Self {
+        self.config.tcp_tuning.so_rcvbuf = so_rcvbuf;
+        self
+    }
+
+    /// `tcp_tuning.so_sndbuf`: `SO_SNDBUF` in bytes,
+    /// [`MIN_SOCKET_BUFFER`]`..=`[`MAX_SOCKET_BUFFER`]. Default 4 MiB.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// let config = Config::builder().so_sndbuf(1 << 20).build()?;
+    /// assert_eq!(config.tcp_tuning.so_sndbuf, 1 << 20);
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn so_sndbuf(mut self, so_sndbuf: usize) -> Self {
+        self.config.tcp_tuning.so_sndbuf = so_sndbuf;
+        self
+    }
+
+    /// `tcp_tuning.tcp_nodelay`: `TCP_NODELAY` (Nagle off). Default true.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// assert!(!Config::builder().tcp_nodelay(false).build()?.tcp_tuning.tcp_nodelay);
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn tcp_nodelay(mut self, tcp_nodelay: bool) -> Self {
+        self.config.tcp_tuning.tcp_nodelay = tcp_nodelay;
+        self
+    }
+
+    // --- nodes ---
+
+    /// `nodes`: replaces the seed nodes with these, each a [`NodeAddr`] or text that parses
+    /// as one (`host:port`, `[ipv6]:port`, `redis://` / `rediss://` URL).
+    ///
+    /// An address that does not parse is left out, and `build` reports the first one as
+    /// [`ConfigError::Invalid`] with the key `nodes[i]` (its index here) and the parser's
+    /// reason; the message never shows a password.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::{Config, NodeAddr};
+    ///
+    /// let config = Config::builder()
+    ///     .nodes(["127.0.0.1:7000", "redis://app:pw@127.0.0.1:7001"])
+    ///     .build()?;
+    /// assert_eq!(config.nodes[1].username(), Some("app"));
+    ///
+    /// let config = Config::builder().nodes([NodeAddr::new("::1", 7000)]).build()?;
+    /// assert_eq!(config.nodes[0].to_string(), "[::1]:7000");
+    ///
+    /// let err = Config::builder().nodes(["h:1", "redis://u:secret@h:x"]).build().unwrap_err();
+    /// assert_eq!(err.key(), Some("nodes[1]"));
+    /// assert!(!err.to_string().contains("secret"), "{err}");
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn nodes<I>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: TryInto<NodeAddr>,
+        <I::Item as TryInto<NodeAddr>>::Error: fmt::Display,
+    {
+        let mut parsed = Vec::new();
+        for (index, addr) in nodes.into_iter().enumerate() {
+            parsed.extend(self.parse_node(index, addr));
+        }
+        self.config.nodes = parsed;
+        self
+    }
+
+    /// `nodes`: adds one seed node after those already set, a [`NodeAddr`] or text that
+    /// parses as one. An address that does not parse is reported by `build`, as for
+    /// [`ConfigBuilder::nodes`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// let config = Config::builder()
+    ///     .node("127.0.0.1:7000")
+    ///     .node("redis://app:pw@127.0.0.1:7001")
+    ///     .build()?;
+    /// assert_eq!(config.nodes.len(), 2);
+    /// assert_eq!(config.nodes[1].username(), Some("app"));
+    ///
+    /// let err = Config::builder().node("localhost").build().unwrap_err();
+    /// assert_eq!(err.key(), Some("nodes[0]"));
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn node<A>(mut self, addr: A) -> Self
+    where
+        A: TryInto<NodeAddr>,
+        A::Error: fmt::Display,
+    {
+        let index = self.config.nodes.len();
+        if let Some(node) = self.parse_node(index, addr) {
+            self.config.nodes.push(node);
+        }
+        self
+    }
+
+    /// `addr` as a node, or `None` after keeping its error (the first one) for `build`.
+    fn parse_node<A>(&mut self, index: usize, addr: A) -> Option<NodeAddr>
+    where
+        A: TryInto<NodeAddr>,
+        A::Error: fmt::Display,
+    {
+        match addr.try_into() {
+            Ok(node) => Some(node),
+            Err(err) => {
+                self.error.get_or_insert_with(|| {
+                    ConfigError::invalid(format!("nodes[{index}]"), err.to_string())
+                });
+                None
+            }
+        }
+    }
+
+    // --- ack ---
+
+    /// `ack.replicas`: replicas that must confirm each batch (`WAIT`); 0 = the master's
+    /// reply is the ACK. Default 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// assert_eq!(Config::builder().ack_replicas(2).build()?.ack.replicas, 2);
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn ack_replicas(mut self, replicas: u32) -> Self {
+        self.config.ack.replicas = replicas;
+        self
+    }
+
+    /// `ack.timeout`: `WAIT`'s timeout; with `ack.replicas > 0` it must be longer than zero
+    /// and shorter than `commit.timeout`. Default 100 ms.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use slotline_client::config::Config;
+    ///
+    /// let builder = || Config::builder().ack_replicas(1);
+    /// let config = builder().ack_timeout(Duration::from_millis(250)).build()?;
+    /// assert_eq!(config.ack.timeout, Duration::from_millis(250));
+    /// let err = builder().ack_timeout(Duration::ZERO).build().unwrap_err();
+    /// assert_eq!(err.key(), Some("ack.timeout"));
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn ack_timeout(mut self, timeout: Duration) -> Self {
+        self.config.ack.timeout = timeout;
+        self
+    }
+
+    // --- batching ---
+
+    /// `batching.max_batch`: writes per pipelined batch, `1..=`[`MAX_BATCH`]. Default 512.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// assert_eq!(Config::builder().max_batch(64).build()?.batching.max_batch, 64);
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn max_batch(mut self, max_batch: usize) -> Self {
+        self.config.batching.max_batch = max_batch;
+        self
+    }
+
+    /// `batching.pipeline_depth`: batches in flight per connection,
+    /// `1..=`[`MAX_PIPELINE_DEPTH`]. Default 4.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// assert_eq!(Config::builder().pipeline_depth(1).build()?.batching.pipeline_depth, 1);
+    /// let err = Config::builder().pipeline_depth(0).build().unwrap_err();
+    /// assert_eq!(err.key(), Some("batching.pipeline_depth"));
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn pipeline_depth(mut self, pipeline_depth: usize) -> Self {
+        self.config.batching.pipeline_depth = pipeline_depth;
+        self
+    }
+
+    /// `batching.p95_budget`: above this p95 commit latency a master's batches shrink; must
+    /// be longer than zero. Default 15 ms.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use slotline_client::config::Config;
+    ///
+    /// let config = Config::builder().p95_budget(Duration::from_millis(5)).build()?;
+    /// assert_eq!(config.batching.p95_budget, Duration::from_millis(5));
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn p95_budget(mut self, p95_budget: Duration) -> Self {
+        self.config.batching.p95_budget = p95_budget;
+        self
+    }
+
+    // --- commit ---
+
+    /// `commit.timeout`: the default deadline of one commit; longer than zero, and longer
+    /// than `ack.timeout` when `ack.replicas > 0`. Default 1 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use slotline_client::config::Config;
+    ///
+    /// let config = Config::builder().commit_timeout(Duration::from_secs(3)).build()?;
+    /// assert_eq!(config.commit.timeout, Duration::from_secs(3));
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn commit_timeout(mut self, timeout: Duration) -> Self {
+        self.config.commit.timeout = timeout;
+        self
+    }
+
+    // --- auth ---
+
+    /// `auth.username`: ACL user name for `AUTH`; needs [`ConfigBuilder::password`].
+    /// Default none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// let config = Config::builder().username("writer").password("s3cret").build()?;
+    /// assert_eq!(config.auth.username.as_deref(), Some("writer"));
+    /// let err = Config::builder().username("writer").build().unwrap_err();
+    /// assert_eq!(err.key(), Some("auth.password"));
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        self.config.auth.username = Some(username.into());
+        self
+    }
+
+    /// `auth.password`: the password for `AUTH`; `Debug` never prints it. Default none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// let config = Config::builder().password("s3cret").build()?;
+    /// assert_eq!(config.auth.password.as_ref().map(|p| p.expose()), Some("s3cret"));
+    /// assert!(!format!("{config:?}").contains("s3cret"));
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn password(mut self, password: impl Into<Password>) -> Self {
+        self.config.auth.password = Some(password.into());
+        self
+    }
+
+    // --- tls ---
+
+    /// `tls.enabled`: TLS on every connection (a `rediss://` node turns it on too). With TLS
+    /// on, `build` reads and checks the certificate files. Default false.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// let err = Config::builder()
+    ///     .tls_enabled(true)
+    ///     .ca_file("/no/such/ca.pem")
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.key(), Some("tls.ca_file"));
+    /// ```
+    pub fn tls_enabled(mut self, enabled: bool) -> Self {
+        self.config.tls.enabled = enabled;
+        self
+    }
+
+    /// `tls.ca_file`: PEM file with the CA certificate(s) that signed the nodes'
+    /// certificates. Default none (the system's trust store).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use slotline_client::config::Config;
+    ///
+    /// // Read only when TLS is on.
+    /// let config = Config::builder().ca_file("/etc/redis/ca.pem").build()?;
+    /// assert_eq!(config.tls.ca_file.as_deref(), Some(Path::new("/etc/redis/ca.pem")));
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn ca_file(mut self, ca_file: impl Into<PathBuf>) -> Self {
+        self.config.tls.ca_file = Some(ca_file.into());
+        self
+    }
+
+    /// `tls.server_name`: the name the nodes' certificates are checked against instead of
+    /// each node's host. Default none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// let config = Config::builder().server_name("redis.internal.example").build()?;
+    /// assert_eq!(config.tls.server_name.as_deref(), Some("redis.internal.example"));
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn server_name(mut self, server_name: impl Into<String>) -> Self {
+        self.config.tls.server_name = Some(server_name.into());
+        self
+    }
+
+    /// `tls.client_cert_file`: PEM file with the client certificate for mutual TLS; needs
+    /// [`ConfigBuilder::client_key_file`]. Default none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// let config = Config::builder()
+    ///     .client_cert_file("/etc/redis/client.crt")
+    ///     .client_key_file("/etc/redis/client.key")
+    ///     .build()?;
+    /// assert!(config.tls.client_cert_file.is_some());
+    /// let err = Config::builder().client_cert_file("/etc/redis/client.crt").build().unwrap_err();
+    /// assert_eq!(err.key(), Some("tls.client_key_file"));
+    /// # Ok::<(), slotline_client::ConfigError>(())
+    /// ```
+    pub fn client_cert_file(mut self, client_cert_file: impl Into<PathBuf>) -> Self {
+        self.config.tls.client_cert_file = Some(client_cert_file.into());
+        self
+    }
+
+    /// `tls.client_key_file`: PEM file with the client certificate's private key; needs
+    /// [`ConfigBuilder::client_cert_file`]. Default none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Config;
+    ///
+    /// let err = Config::builder().client_key_file("/etc/redis/client.key").build().unwrap_err();
+    /// assert_eq!(err.key(), Some("tls.client_cert_file"));
+    /// ```
+    pub fn client_key_file(mut self, client_key_file: impl Into<PathBuf>) -> Self {
+        self.config.tls.client_key_file = Some(client_key_file.into());
+        self
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Sections
 // ---------------------------------------------------------------------------------------------
 
@@ -716,7 +1572,7 @@ fn positive(key: &str, value: Duration) -> Result<(), ConfigError> {
 /// let total: usize = [5461, 5462, 5461].map(|slots| config.master_capacity(slots)).iter().sum();
 /// assert_eq!(total, 262_144);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShardConfig {
     /// Number of logical shards, `1..=16384`; each is a contiguous range of the 16384 hash
@@ -752,7 +1608,7 @@ impl Default for ShardConfig {
 /// assert!(Config::from_yaml_str("shard_config: { routing_algorithm: modulo }").is_err());
 /// # Ok::<(), slotline_client::ConfigError>(())
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RoutingAlgorithm {
@@ -788,7 +1644,9 @@ pub enum RoutingAlgorithm {
 /// assert!(err.to_string().contains("delete the key"), "{err}");
 /// # Ok::<(), slotline_client::ConfigError>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+// `Deserialize` is written by hand (below) for the removed keys; `Serialize` writes only the
+// keys that exist.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RedisPool {
     /// Event-loop I/O threads that serve the masters' connections, `0..=64`; 0 = auto: half
     /// the machine's available parallelism, clamped to `1..=4` (see [`Config::io_threads`]).
@@ -797,17 +1655,21 @@ pub struct RedisPool {
     pub io_threads: usize,
     /// A master connection with nothing queued or in flight for this long is closed; the next
     /// write to that master reopens it. Must be longer than zero. Default `300s`.
+    #[serde(serialize_with = "serialize_duration")]
     pub idle_timeout: Duration,
     /// Limit on TCP connect (and on the TLS handshake and `AUTH` during connect). Default `2s`.
+    #[serde(serialize_with = "serialize_duration")]
     pub dial_timeout: Duration,
     /// How long a connection may go without progress (no byte read or written) once the
     /// deadline of its oldest outstanding command has passed; past it the node counts as
     /// stalled and the connection is dropped and reopened (its writes fail or are retried as
     /// their errors say). I/O timeouts thus follow from the commits' deadlines. Also the read
     /// timeout of the topology refresh's blocking queries. Default `500ms`.
+    #[serde(serialize_with = "serialize_duration")]
     pub read_timeout: Duration,
     /// The write timeout of the topology refresh's blocking connections; the event loops'
     /// writes are bounded by the rule of `read_timeout`. Default `500ms`.
+    #[serde(serialize_with = "serialize_duration")]
     pub write_timeout: Duration,
 }
 
@@ -1033,7 +1895,7 @@ const REMOVED_POOL_KEY: &str = "this key has been removed: slotline keeps exactl
 /// assert_eq!(b.max_pending_bytes, 64 << 20);
 /// assert_eq!(b.fallback_strategy, FallbackStrategy::DropOldest);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Backpressure {
     /// Apply `fallback_strategy` at `threshold_percent`; when false, only at the full capacity
@@ -1079,7 +1941,7 @@ impl Default for Backpressure {
 /// assert!(err.to_string().contains("`reject`, `block`, `drop_oldest`"), "{err}");
 /// # Ok::<(), slotline_client::ConfigError>(())
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FallbackStrategy {
     /// Fail the new write at once with `CommitError::Rejected`.
@@ -1102,7 +1964,7 @@ pub enum FallbackStrategy {
 /// let t = TcpTuning::default();
 /// assert_eq!((t.so_rcvbuf, t.so_sndbuf, t.tcp_nodelay), (4 << 20, 4 << 20, true));
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TcpTuning {
     /// `SO_RCVBUF` in bytes (`1024..=1073741824`); Linux reports twice the value and caps it
@@ -1136,7 +1998,7 @@ impl Default for TcpTuning {
 /// let a = Ack::default();
 /// assert_eq!((a.replicas, a.timeout), (0, Duration::from_millis(100)));
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Ack {
     /// Replicas that must confirm (`WAIT replicas timeout` after each batch); 0 = the master's
@@ -1144,7 +2006,10 @@ pub struct Ack {
     pub replicas: u32,
     /// `WAIT`'s timeout; must be longer than zero when `replicas > 0` (`WAIT n 0` would block
     /// forever). Default `100ms`.
-    #[serde(deserialize_with = "deserialize_duration")]
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
     pub timeout: Duration,
 }
 
@@ -1170,7 +2035,7 @@ impl Default for Ack {
 /// assert_eq!((b.max_batch, b.pipeline_depth), (512, 4));
 /// assert_eq!(b.p95_budget, Duration::from_millis(15));
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Batching {
     /// Writes per pipelined batch, `1..=65536`. A connection never waits to fill a batch: it
@@ -1182,7 +2047,10 @@ pub struct Batching {
     pub pipeline_depth: usize,
     /// Latency budget: when a master's p95 commit latency goes above it, its batches shrink.
     /// Default `15ms`.
-    #[serde(deserialize_with = "deserialize_duration")]
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
     pub p95_budget: Duration,
 }
 
@@ -1206,13 +2074,16 @@ impl Default for Batching {
 ///
 /// assert_eq!(Commit::default().timeout, Duration::from_secs(1));
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Commit {
     /// Time from the call to the ACK: waiting for room in the queue (`block`), the pipelined
     /// write and `WAIT`. When it passes, the caller gets `CommitError::DeadlineExceeded`.
     /// Must be longer than `ack.timeout` when `ack.replicas > 0`. Default `1s`.
-    #[serde(deserialize_with = "deserialize_duration")]
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
     pub timeout: Duration,
 }
 
@@ -1239,12 +2110,15 @@ impl Default for Commit {
 /// assert!(!format!("{c:?}").contains("s3cret"));
 /// # Ok::<(), slotline_client::ConfigError>(())
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Auth {
     /// ACL user name; requires `password`. Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
-    /// Password; never printed by `Debug`. Default none.
+    /// Password; never printed by `Debug`, but written in plain text by
+    /// [`Config::to_yaml`]. Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<Password>,
 }
 
@@ -1270,7 +2144,7 @@ pub struct Auth {
 /// assert!(err.to_string().contains("tls.ca_file: /no/such/ca.pem"), "{err}");
 /// # Ok::<(), slotline_client::ConfigError>(())
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tls {
     /// Use TLS on every connection. A `rediss://` seed turns it on too. Default false.
@@ -1279,20 +2153,27 @@ pub struct Tls {
     /// several is accepted. Default none: the system's trust store (`SSL_CERT_FILE`,
     /// `SSL_CERT_DIR`, else the operating system's bundle), for nodes with publicly trusted
     /// certificates.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
     /// The name the nodes' certificates are checked against, instead of each node's host:
     /// for clusters that announce IP addresses while their certificates carry a DNS name.
     /// A DNS name or an IP address. Default none (each node's own host).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
     /// PEM file with the client certificate (and its chain) for mutual TLS, for nodes started
     /// with `tls-auth-clients yes`; needs `client_key_file`. Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_cert_file: Option<PathBuf>,
     /// PEM file with the client certificate's private key (PKCS#8, PKCS#1 or SEC1); needs
     /// `client_cert_file`. Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_key_file: Option<PathBuf>,
 }
 
 /// A password that `Debug` prints as `"***"`.
+///
+/// **`Serialize` writes the password itself, in plain text**, so that [`Config::to_yaml`]
+/// reads back; only `Debug` hides it.
 ///
 /// # Examples
 ///
@@ -1303,7 +2184,7 @@ pub struct Tls {
 /// assert_eq!(format!("{p:?}"), "\"***\"");
 /// assert_eq!(p.expose(), "hunter2");
 /// ```
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(transparent)]
 pub struct Password(String);
 
@@ -1341,6 +2222,37 @@ impl fmt::Debug for Password {
     }
 }
 
+impl From<String> for Password {
+    /// Wraps a password, as [`Password::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Password;
+    ///
+    /// assert_eq!(Password::from(String::from("pw")).expose(), "pw");
+    /// ```
+    fn from(password: String) -> Password {
+        Password(password)
+    }
+}
+
+impl From<&str> for Password {
+    /// Wraps a password, as [`Password::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::Password;
+    ///
+    /// let p: Password = "pw".into();
+    /// assert_eq!(p.expose(), "pw");
+    /// ```
+    fn from(password: &str) -> Password {
+        Password(password.to_owned())
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Node addresses
 // ---------------------------------------------------------------------------------------------
@@ -1354,6 +2266,12 @@ impl fmt::Debug for Password {
 /// the authority of a `redis://` URL): the scheme may be in any case, an IPv6 address is
 /// normalised (`[0:0::1]` gives `::1`), a host name is kept as written, and a query or
 /// fragment is an error. An empty password (`redis://user:@host`) counts as none.
+///
+/// `Serialize` (for [`Config::to_yaml`]) writes a form that parses back to an equal address:
+/// `host:port`, or when the address has TLS or credentials a URL,
+/// `rediss://user:password@host:port` with the credentials percent-escaped. **That form
+/// contains the password in plain text.** An address that would not read back the same (a
+/// host given to [`NodeAddr::new`] that the parser would refuse or rewrite) is an error.
 ///
 /// # Examples
 ///
@@ -1534,6 +2452,92 @@ impl fmt::Display for NodeAddr {
     }
 }
 
+impl NodeAddr {
+    /// The address as `nodes` takes it, checked to parse back to `self`: `host:port`, or
+    /// `redis[s]://[user][:password]@host:port` with the credentials percent-escaped.
+    ///
+    /// The error says why in words without the credentials.
+    fn to_config_string(&self) -> Result<String, String> {
+        let text = if !self.tls && self.username.is_none() && self.password.is_none() {
+            self.addr.to_string()
+        } else {
+            let scheme = if self.tls { "rediss" } else { "redis" };
+            let mut userinfo = String::new();
+            if let Some(user) = &self.username {
+                userinfo.push_str(&percent_encode(user));
+            }
+            if let Some(password) = &self.password {
+                userinfo.push(':');
+                userinfo.push_str(&percent_encode(password.expose()));
+            }
+            if userinfo.is_empty() {
+                format!("{scheme}://{}", self.addr)
+            } else {
+                format!("{scheme}://{userinfo}@{}", self.addr)
+            }
+        };
+        match text.parse::<NodeAddr>() {
+            Ok(back) if back == *self => Ok(text),
+            Ok(back) => Err(format!(
+                "`{self}` cannot be written as an address that reads back the same (it reads \
+                 back as `{back}`)"
+            )),
+            Err(err) => Err(format!(
+                "`{self}` cannot be written as an address that reads back: {}",
+                err.reason
+            )),
+        }
+    }
+}
+
+impl Serialize for NodeAddr {
+    /// The form `str::parse::<NodeAddr>` parses back to an equal address, **credentials
+    /// included, in plain text**; an error for an address that has no such form.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let text = self.to_config_string().map_err(serde::ser::Error::custom)?;
+        serializer.serialize_str(&text)
+    }
+}
+
+impl TryFrom<&str> for NodeAddr {
+    type Error = NodeAddrError;
+
+    /// Parses the address, as `str::parse::<NodeAddr>`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::NodeAddr;
+    ///
+    /// let a = NodeAddr::try_from("127.0.0.1:7000")?;
+    /// assert_eq!(a.port(), 7000);
+    /// assert!(NodeAddr::try_from("127.0.0.1").is_err());
+    /// # Ok::<(), slotline_client::config::NodeAddrError>(())
+    /// ```
+    fn try_from(input: &str) -> Result<NodeAddr, NodeAddrError> {
+        input.parse()
+    }
+}
+
+impl TryFrom<String> for NodeAddr {
+    type Error = NodeAddrError;
+
+    /// Parses the address, as `str::parse::<NodeAddr>`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::config::NodeAddr;
+    ///
+    /// let a = NodeAddr::try_from(format!("127.0.0.1:{}", 7000))?;
+    /// assert_eq!(a.port(), 7000);
+    /// # Ok::<(), slotline_client::config::NodeAddrError>(())
+    /// ```
+    fn try_from(input: String) -> Result<NodeAddr, NodeAddrError> {
+        input.parse()
+    }
+}
+
 /// A node address that could not be parsed. The message repeats the input with any
 /// credentials replaced by `***`.
 ///
@@ -1700,6 +2704,20 @@ fn redact(input: &str) -> String {
     }
 }
 
+/// `s` with every byte but RFC 3986's unreserved ones (`A-Z a-z 0-9 - . _ ~`) written as
+/// `%XX`: safe in a URL's user name or password, and read back by [`percent_decode`].
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Decodes `%XX` escapes; `None` on a malformed escape or a result that is not UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
@@ -1819,6 +2837,41 @@ fn duration_error_reason(input: &str, err: &humantime::DurationError) -> String 
     }
 }
 
+/// `duration` in the form [`parse_duration`] reads back exactly: whole days, hours, minutes,
+/// seconds, milliseconds, microseconds and nanoseconds, largest first, zeros left out
+/// (`5m`, `1m 30s`, `1s 500ms`; `0s` for zero). Only units this module documents, so no
+/// months or years (which humantime counts as 30.44 and 365.25 days).
+fn format_duration(duration: Duration) -> String {
+    if duration.is_zero() {
+        return "0s".to_owned();
+    }
+    let secs = duration.as_secs();
+    let nanos = u64::from(duration.subsec_nanos());
+    let parts = [
+        (secs / 86_400, "d"),
+        (secs / 3600 % 24, "h"),
+        (secs / 60 % 60, "m"),
+        (secs % 60, "s"),
+        (nanos / 1_000_000, "ms"),
+        (nanos / 1000 % 1000, "us"),
+        (nanos % 1000, "ns"),
+    ];
+    let parts: Vec<String> = parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    parts.join(" ")
+}
+
+/// `serialize_with` for duration fields: [`format_duration`].
+fn serialize_duration<S: Serializer>(
+    duration: &Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format_duration(*duration))
+}
+
 /// `deserialize_with` for duration fields. The error is raised inside the visitor so that the
 /// YAML parser prefixes it with the full key path (`redis_pool.dial_timeout: ...`).
 fn deserialize_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
@@ -1897,6 +2950,101 @@ mod tests {
             assert!(err.contains(reason), "input={input:?} err={err}");
             assert!(err.contains("`1m 30s`"), "input={input:?} err={err}");
         }
+    }
+
+    #[test]
+    fn format_duration_reads_back_exactly() {
+        let cases = [
+            (Duration::ZERO, "0s"),
+            (Duration::from_nanos(1), "1ns"),
+            (Duration::from_micros(2500), "2ms 500us"),
+            (Duration::from_millis(500), "500ms"),
+            (Duration::from_millis(1500), "1s 500ms"),
+            (Duration::from_secs(90), "1m 30s"),
+            (Duration::from_secs(300), "5m"),
+            (Duration::from_secs(3600), "1h"),
+            (Duration::from_secs(86_400 * 400), "400d"),
+            (Duration::new(93_784, 5_006_007), "1d 2h 3m 4s 5ms 6us 7ns"),
+            (Duration::MAX, "213503982334601d 7h 15s 999ms 999us 999ns"),
+        ];
+        for (duration, text) in cases {
+            assert_eq!(format_duration(duration), text, "duration={duration:?}");
+            assert_eq!(parse_duration(text), Ok(duration), "text={text:?}");
+        }
+        // Every unit boundary, one below and one above.
+        for secs in [59, 60, 61, 3599, 3600, 3601, 86_399, 86_400, 86_401] {
+            for nanos in [0, 1, 999, 1000, 999_999, 1_000_000, 999_999_999] {
+                let d = Duration::new(secs, nanos);
+                assert_eq!(parse_duration(&format_duration(d)), Ok(d), "{d:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn node_addr_config_string_reads_back() {
+        for (input, written) in [
+            ("127.0.0.1:7000", "127.0.0.1:7000"),
+            ("redis://[::1]", "[::1]:6379"),
+            ("rediss://h:1", "rediss://h:1"),
+            ("redis://writer@h:1", "redis://writer@h:1"),
+            ("redis://:pw@h:1", "redis://:pw@h:1"),
+            ("redis://u%20x:p%40ss@h:1", "redis://u%20x:p%40ss@h:1"),
+            ("redis://u:p@ss:x@h:1", "redis://u:p%40ss%3Ax@h:1"),
+            ("redis://u:@h:1", "redis://u@h:1"),
+        ] {
+            let node: NodeAddr = input.parse().unwrap();
+            assert_eq!(node.to_config_string().as_deref(), Ok(written), "{input}");
+            assert_eq!(written.parse::<NodeAddr>(), Ok(node), "{input}");
+        }
+        assert_eq!(
+            percent_encode("aZ09-._~ @:/%é"),
+            "aZ09-._~%20%40%3A%2F%25%C3%A9"
+        );
+        // Every address that parses can be written, and reads back equal.
+        let mut parsed = 0;
+        for scheme in ["", "redis://", "rediss://", "REDIS://"] {
+            for userinfo in [
+                "",
+                "u@",
+                ":p@",
+                "u:p@",
+                "u%41:p%2F@",
+                "u:p@q:r@",
+                "%C3%A9:@",
+            ] {
+                for host in [
+                    "h",
+                    "Host.Example",
+                    "10.0.0.1",
+                    "[::1]",
+                    "[0:0::FFFF:1.2.3.4]",
+                    "h%C3%A9",
+                    "h!$&'()*+,;=",
+                    "0x7f.1",
+                    "",
+                ] {
+                    for port in ["", ":1", ":6379", ":65535"] {
+                        for path in ["", "/", "/0"] {
+                            let input = format!("{scheme}{userinfo}{host}{port}{path}");
+                            let Ok(node) = input.parse::<NodeAddr>() else {
+                                continue;
+                            };
+                            parsed += 1;
+                            let written = node.to_config_string().unwrap();
+                            assert_eq!(written.parse::<NodeAddr>(), Ok(node), "{input}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(parsed > 500, "{parsed}");
+        let node: NodeAddr = "redis://u:topsecret@h:1".parse().unwrap();
+        let node = NodeAddr {
+            addr: Addr::new("bad host", 1),
+            ..node
+        };
+        let err = node.to_config_string().unwrap_err();
+        assert!(!err.contains("topsecret"), "{err}");
     }
 
     #[test]

@@ -294,6 +294,15 @@ pub enum CommandError {
     },
     /// The packed command is not a RESP array of bulk strings.
     Malformed,
+    /// The command cannot share a pipelined connection with other callers' commands: it
+    /// blocks it (`BLPOP`, `XREAD ... BLOCK`), holds state on it (`WATCH`, `MULTI`), or gets
+    /// more than one reply (`SSUBSCRIBE`).
+    NotPipelinable {
+        /// The command's name.
+        command: String,
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 impl fmt::Display for CommandError {
@@ -309,6 +318,10 @@ impl fmt::Display for CommandError {
             CommandError::Malformed => {
                 f.write_str("the command is not a RESP array of bulk strings")
             }
+            CommandError::NotPipelinable { command, reason } => write!(
+                f,
+                "{command} cannot be sent on a shared, pipelined connection: {reason}"
+            ),
         }
     }
 }

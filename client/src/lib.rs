@@ -26,6 +26,16 @@
 //! programs: `client/examples/` (`cargo run -p slotline-client --example blocking_service`,
 //! `tokio_service`, `batch_import`, `lua_script`).
 //!
+//! # Features
+//!
+//! - `tracing` (off): events for `tracing` subscribers under the targets `slotline::conn`
+//!   (connecting, ready, failed, idle close), `slotline::route` (`MOVED`/`ASK`, refreshes),
+//!   `slotline::backpressure` (refusals, evictions, waits for room) and `slotline::engine` (a
+//!   dead client).
+//! - `tokio` (off): `Client::connect_async` and `Client::close_async`, which run the
+//!   blocking steps on tokio's blocking pool. Every future of the client works on any
+//!   executor without it.
+//!
 //! # The data path (one commit)
 //!
 //! ```text
@@ -187,6 +197,7 @@ mod options;
 mod refresh;
 mod route;
 mod timer;
+mod trace;
 
 pub use client::{BatchFuture, Client, CommitFuture, ReplyFuture};
 pub use config::{Config, ConfigError, FallbackStrategy, NodeAddr};

@@ -362,6 +362,12 @@ impl Op {
         let ranges = arg_ranges(&packed).map_err(|_| CommandError::Malformed)?;
         let args: Vec<&[u8]> = ranges.iter().map(|r| &packed[r.clone()]).collect();
         let keys = crate::keys::key_indices(&args).map_err(CommandError::Keys)?;
+        if let Some(reason) = not_pipelinable(&args) {
+            return Err(CommandError::NotPipelinable {
+                command: String::from_utf8_lossy(args[0]).into_owned(),
+                reason,
+            });
+        }
         let Some(&first) = keys.first() else {
             let command = String::from_utf8_lossy(args.first().copied().unwrap_or_default());
             return Err(CommandError::Keys(crate::keys::KeyError::NoKey {
@@ -852,6 +858,49 @@ impl Drop for Completion {
             Ordering::Acquire,
         );
     }
+}
+
+/// Why a command with keys cannot share a pipelined connection with other callers' commands,
+/// if it cannot: it blocks the connection, changes its state, or gets more than one reply.
+fn not_pipelinable(args: &[&[u8]]) -> Option<&'static str> {
+    let name = args.first()?;
+    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    if ["SSUBSCRIBE", "SUNSUBSCRIBE", "SUBSCRIBE", "PSUBSCRIBE"]
+        .iter()
+        .any(|n| is(n))
+    {
+        return Some("it turns the connection into a subscriber and gets a reply per channel");
+    }
+    if ["WATCH", "MULTI", "EXEC", "DISCARD", "UNWATCH"]
+        .iter()
+        .any(|n| is(n))
+    {
+        return Some("a transaction's state belongs to one connection, which is shared");
+    }
+    if [
+        "BLPOP",
+        "BRPOP",
+        "BLMOVE",
+        "BRPOPLPUSH",
+        "BLMPOP",
+        "BZPOPMIN",
+        "BZPOPMAX",
+        "BZMPOP",
+    ]
+    .iter()
+    .any(|n| is(n))
+    {
+        return Some("it blocks the shared connection; use its non-blocking form");
+    }
+    if (is("XREAD") || is("XREADGROUP"))
+        && args[1..]
+            .iter()
+            .take_while(|a| !a.eq_ignore_ascii_case(b"STREAMS"))
+            .any(|a| a.eq_ignore_ascii_case(b"BLOCK"))
+    {
+        return Some("BLOCK blocks the shared connection; leave it out");
+    }
+    None
 }
 
 /// Appends `bytes` as a RESP bulk string.

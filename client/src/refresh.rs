@@ -60,8 +60,18 @@ pub(crate) fn run(shared: Arc<Shared>) {
         match fetch_recording(nodes, &shared.conn_opts, &mut failed) {
             Ok(map) => {
                 shared.routes.install_fetched(&base, map);
+                crate::trace::event!(
+                    info,
+                    "slotline::route",
+                    version = shared.routes.load().version,
+                    masters = shared.routes.load().masters.len(),
+                    "slot table refreshed"
+                );
             }
-            Err(_) => shared.routes.mark_stale(),
+            Err(_err) => {
+                crate::trace::event!(warn, "slotline::route", error = %_err, "topology refresh failed: no node answered");
+                shared.routes.mark_stale();
+            }
         }
         failed.retain(|_, at| at.elapsed() < FAILED_NODE_PENALTY);
     }

@@ -39,7 +39,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::Thread;
 use std::time::Instant;
@@ -75,6 +75,13 @@ pub(crate) struct MasterQueue {
     /// callers under `fallback_strategy: block` wait on it. One notification per freed op,
     /// each waking one more waiter; costs one atomic load when nobody waits.
     pub(crate) room: event_listener::Event,
+    /// Callers listening on `room` (see [`MasterQueue::release`]).
+    pub(crate) waiters: AtomicUsize,
+    /// The latest deadline of an op pushed with a timeout longer than `commit.timeout`, in
+    /// milliseconds since the client started (0: none). An async op whose deadline is
+    /// earlier may sit behind it in a stalled queue, where no I/O thread watches its deadline:
+    /// such an op asks the timer thread to wake it.
+    pub(crate) long_deadline_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for MasterQueue {
@@ -119,10 +126,27 @@ impl MasterQueue {
         }
     }
 
-    /// Returns `n` bytes of charge (an op completed, dropped or moved away).
+    /// Returns `n` bytes of charge (an op completed, dropped or moved away), and wakes one
+    /// more waiter if any waits.
+    ///
+    /// `SeqCst` with the waiters' count: a waiter counts itself, fences, then tries to push;
+    /// here the charge is returned, then the count is read. Either this sees the waiter (and
+    /// notifies) or the waiter's try sees the room. Notifying takes the event's lock, so it is
+    /// skipped when nobody waits.
     pub(crate) fn release(&self, n: u64) {
-        self.bytes.fetch_sub(n, Ordering::Release);
-        self.room.notify_additional(1);
+        self.bytes.fetch_sub(n, Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.room.notify_additional(1);
+        }
+    }
+
+    /// Wakes every waiter (the table changed, or the client stops): each tries again, routed
+    /// by the table of that time.
+    pub(crate) fn wake_waiters(&self) {
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.room.notify(usize::MAX);
+        }
     }
 
     /// Takes back a charge whose op was not queued after all (its push found the ring full):
@@ -132,10 +156,13 @@ impl MasterQueue {
         self.bytes.fetch_sub(n, Ordering::Relaxed);
     }
 
-    /// `n` ops left the ring: wake as many waiters.
+    /// `n` ops left the ring: wake as many waiters (see [`MasterQueue::release`]).
     pub(crate) fn popped(&self, n: usize) {
         if n > 0 {
-            self.room.notify_additional(n);
+            fence(Ordering::SeqCst);
+            if self.waiters.load(Ordering::SeqCst) > 0 {
+                self.room.notify_additional(n);
+            }
         }
     }
 
@@ -144,14 +171,26 @@ impl MasterQueue {
         self.bytes.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Charges `n` bytes if the total stays within the byte line; `false` otherwise.
+    /// Charges `n` bytes if the total stays within the byte line; `false` otherwise. A failed
+    /// charge never inflates the total, even for a moment, so it cannot make another caller
+    /// fail (and wait) for room that exists.
     pub(crate) fn try_charge(&self, n: u64) -> bool {
-        let before = self.bytes.fetch_add(n, Ordering::Relaxed);
-        if before.saturating_add(n) > self.byte_limit {
-            self.bytes.fetch_sub(n, Ordering::Relaxed);
-            return false;
+        let mut current = self.bytes.load(Ordering::SeqCst);
+        loop {
+            let next = current.saturating_add(n);
+            if next > self.byte_limit {
+                return false;
+            }
+            match self.bytes.compare_exchange_weak(
+                current,
+                next,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
         }
-        true
     }
 }
 
@@ -229,6 +268,8 @@ impl QueueSizing {
             last_reply_ms: AtomicU64::new(0),
             resolved: Mutex::new(None),
             room: event_listener::Event::new(),
+            waiters: AtomicUsize::new(0),
+            long_deadline_ms: AtomicU64::new(0),
         })
     }
 }
@@ -274,6 +315,15 @@ impl Routes {
             routes.table.store(Arc::new(table));
         }
         routes
+    }
+
+    /// Installs `next` in place of `current` and wakes the callers waiting for room in any of
+    /// `current`'s queues: their op may belong to another queue now.
+    fn publish(&self, current: &RouteTable, next: RouteTable) {
+        self.table.store(Arc::new(next));
+        for queue in &current.masters {
+            queue.wake_waiters();
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -330,20 +380,23 @@ impl Routes {
             owner[usize::from(slot.get())] = u16::try_from(index).unwrap_or(0);
             let mut map = NodeMap::clone(&current.map);
             map.apply_moved(slot, addr.clone());
-            self.table.store(Arc::new(RouteTable {
-                version: current.version + 1,
-                owner,
-                masters: current.masters.clone(),
-                asked: current.asked.clone(),
-                map: Arc::new(map),
-            }));
+            self.publish(
+                &current,
+                RouteTable {
+                    version: current.version + 1,
+                    owner,
+                    masters: current.masters.clone(),
+                    asked: current.asked.clone(),
+                    map: Arc::new(map),
+                },
+            );
             return queue;
         }
         let mut map = NodeMap::clone(&current.map);
         map.apply_moved(slot, addr.clone());
         let next = self.build(&current, &current, map);
         let queue = Arc::clone(next.queue(slot));
-        self.table.store(Arc::new(next));
+        self.publish(&current, next);
         queue
     }
 
@@ -368,13 +421,16 @@ impl Routes {
         masters.push(Arc::clone(&queue));
         let mut asked = current.asked.clone();
         asked.push(addr.clone());
-        self.table.store(Arc::new(RouteTable {
-            version: current.version + 1,
-            owner: current.owner.clone(),
-            masters,
-            asked,
-            map: Arc::clone(&current.map),
-        }));
+        self.publish(
+            &current,
+            RouteTable {
+                version: current.version + 1,
+                owner: current.owner.clone(),
+                masters,
+                asked,
+                map: Arc::clone(&current.map),
+            },
+        );
         queue
     }
 
@@ -386,7 +442,7 @@ impl Routes {
         let current = self.table.load_full();
         let whole = current.version == base.version;
         let next = self.build(base, &current, fetched);
-        self.table.store(Arc::new(next));
+        self.publish(&current, next);
         if !whole {
             self.stale.store(true, Ordering::Release);
         }

@@ -71,9 +71,24 @@ fn block_on_counted<F: Future>(fut: F) -> (F::Output, usize) {
     }
 }
 
-/// CPU time (user + system) this process has used, from `/proc/self/stat`.
-fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
+/// CPU time (user + system) the `filler` threads of this process have used (other tests run
+/// in parallel in this process), from `/proc/self/task/*/stat`.
+fn fillers_cpu() -> Duration {
+    std::fs::read_dir("/proc/self/task")
+        .expect("read /proc/self/task")
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.trim() == "filler")
+        })
+        .map(|task| thread_cpu(&task.path().join("stat")))
+        .sum()
+}
+
+/// CPU time (user + system) from a `stat` file of `/proc`.
+fn thread_cpu(path: &std::path::Path) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return Duration::ZERO;
+    };
     let rest = &stat[stat.rfind(')').expect("a comm field") + 1..];
     let mut fields = rest.split_ascii_whitespace().skip(11);
     let mut ticks = || -> u64 {
@@ -377,17 +392,18 @@ fn a_batch_that_meets_a_paused_master_ends_by_its_deadline() {
     let opts = CallOptions::new().timeout(deadline);
     cluster.pause_node(paused).expect("SIGSTOP a master");
     let started = Instant::now();
-    // Blocking, then async (where only the I/O thread ends the paused master's ops).
+    // Async first, on a connection that holds nothing else (only the I/O thread ends the
+    // paused master's ops: they must end as `DeadlineExceeded`), then blocking.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let blocking = client.commit_batch_with(&cmds, &opts);
-        let blocking_waited = started.elapsed();
-        let started = Instant::now();
         let (async_results, polls) = block_on_counted(client.commit_batch_async_with(&cmds, &opts));
+        let async_waited = started.elapsed();
+        let started = Instant::now();
+        let blocking = client.commit_batch_with(&cmds, &opts);
         (
             blocking,
-            blocking_waited,
-            async_results,
             started.elapsed(),
+            async_results,
+            async_waited,
             polls,
         )
     }));
@@ -401,8 +417,18 @@ fn a_batch_that_meets_a_paused_master_ends_by_its_deadline() {
         let results = results.expect("batch");
         for (i, (r, paused)) in results.iter().zip(&on_paused).enumerate() {
             if *paused {
+                // The blocking batch meets a connection whose older requests (the async
+                // batch's) passed their deadline unanswered: the link presumes it dead and
+                // closes it, so a command may end as a lost connection, applied or not.
+                let lost = what == "blocking"
+                    && matches!(
+                        r,
+                        Err(CommitError::ConnectionLost {
+                            may_have_been_applied: true
+                        })
+                    );
                 assert!(
-                    matches!(r, Err(CommitError::DeadlineExceeded { .. })),
+                    lost || matches!(r, Err(CommitError::DeadlineExceeded { .. })),
                     "{what} command {i} on the paused master: {r:?}"
                 );
             } else {
@@ -431,7 +457,8 @@ fn per_call_options_override_replicas_and_deadline() {
     let cluster = cluster();
     let mut config = cluster.config();
     config.ack.replicas = 0;
-    config.ack.timeout = Duration::from_millis(100);
+    // Generous for a loaded machine: `WAIT 2` (one replica exists) takes all of it.
+    config.ack.timeout = Duration::from_millis(1000);
     config.commit.timeout = Duration::from_secs(10);
     let client = Client::connect(config).expect("connect");
 
@@ -528,7 +555,10 @@ fn fill_to(
         .into_iter()
         .map(|key| {
             let client = Arc::clone(client);
-            thread::spawn(move || client.commit(&key, b"v"))
+            thread::Builder::new()
+                .name("filler".to_owned())
+                .spawn(move || client.commit(&key, b"v"))
+                .expect("spawn a filler")
         })
         .collect();
     let limit = Instant::now() + Duration::from_secs(30);
@@ -560,9 +590,9 @@ fn async_block_waits_for_room_without_spinning() {
 
     // 17 blocking callers now wait for room that does not come: they sleep, they do not take
     // turns waking each other (each failed push would otherwise wake the next waiter).
-    let cpu_before = process_cpu();
+    let cpu_before = fillers_cpu();
     thread::sleep(Duration::from_millis(500));
-    let cpu = process_cpu() - cpu_before;
+    let cpu = fillers_cpu().saturating_sub(cpu_before);
     assert!(
         cpu < Duration::from_millis(250),
         "{cpu:?} of CPU in 500 ms while every caller waits"
@@ -736,4 +766,303 @@ fn a_short_async_deadline_behind_longer_ones_in_a_stalled_queue_is_kept() {
     for h in fillers {
         assert_eq!(h.join().expect("filler"), Ok(()));
     }
+}
+
+#[test]
+fn commands_that_cannot_share_a_pipelined_connection_are_refused() {
+    let cluster = cluster();
+    let client = Client::connect(cluster.config()).expect("connect");
+    for args in [
+        &["SSUBSCRIBE", "{t}a", "{t}b"][..],
+        &["SUBSCRIBE", "chan"],
+        &["BLPOP", "q:{1}", "0"],
+        &["BZPOPMIN", "z:{1}", "1"],
+        &["WATCH", "w:{1}"],
+        &["XREAD", "BLOCK", "0", "STREAMS", "x:{1}", "$"],
+    ] {
+        let err = client.commit_cmd(&cmd(args)).expect_err("refused");
+        assert!(
+            matches!(
+                &err,
+                CommitError::InvalidCommand(
+                    slotline_client::CommandError::NotPipelinable { .. }
+                        | slotline_client::CommandError::Keys(_)
+                )
+            ),
+            "{args:?}: {err:?}"
+        );
+        assert!(!err.may_have_been_applied());
+    }
+    // The connection still answers in order: nothing was sent.
+    assert_eq!(
+        client.commit_cmd(&cmd(&["SET", "{t}x", "1"])).expect("SET"),
+        Value::Okay
+    );
+    assert_eq!(
+        client.commit_cmd(&cmd(&["GET", "{t}x"])).expect("GET"),
+        bulk("1")
+    );
+    // The non-blocking forms are fine.
+    client
+        .commit_cmd(&cmd(&["XADD", "x:{1}", "*", "a", "1"]))
+        .expect("XADD");
+    let read = client
+        .commit_cmd(&cmd(&["XREAD", "COUNT", "1", "STREAMS", "x:{1}", "0"]))
+        .expect("XREAD without BLOCK");
+    assert!(matches!(read, Value::Array(_)), "{read:?}");
+}
+
+#[test]
+fn a_full_master_holds_back_only_its_own_commands_in_a_batch() {
+    let cluster = cluster();
+    let client = Arc::new(
+        Client::connect(tight(
+            &cluster,
+            FallbackStrategy::Block,
+            Duration::from_secs(20),
+        ))
+        .expect("connect"),
+    );
+    client.commit(b"warm", b"up").expect("warm-up");
+    let map = slot_map(&cluster);
+    let masters = masters_by_slot(&map);
+    let (full, healthy) = (masters[0].0, masters[1].0);
+    let i = node_index(&cluster, full);
+    let full_keys = keys_on(&map, full, "hb:", 24);
+    let healthy_keys = keys_on(&map, healthy, "hb:", 2);
+    cluster.pause_node(i).expect("SIGSTOP");
+    let fillers = fill(&client, full_keys[..20].to_vec());
+    let set = |k: &[u8]| cmd(&["SET", std::str::from_utf8(k).unwrap(), "v"]);
+    // The full master's command comes first in the batch; the healthy one's must not wait.
+    let cmds = [set(&full_keys[20]), set(&healthy_keys[0])];
+    let opts = CallOptions::new().timeout(Duration::from_millis(600));
+    let blocking = client.commit_batch_with(&cmds, &opts).expect("batch");
+    let cmds = [set(&full_keys[21]), set(&healthy_keys[1])];
+    let (async_results, _) = block_on_counted(client.commit_batch_async_with(&cmds, &opts));
+    cluster.resume_node(i).expect("SIGCONT");
+    for (what, results) in [
+        ("blocking", blocking),
+        ("async", async_results.expect("batch")),
+    ] {
+        assert!(
+            matches!(
+                results[0],
+                Err(CommitError::DeadlineExceeded {
+                    may_have_been_applied: false
+                })
+            ),
+            "{what}: {:?}",
+            results[0]
+        );
+        assert_eq!(
+            results[1],
+            Ok(Value::Okay),
+            "{what}: the healthy master's command"
+        );
+    }
+    for h in fillers {
+        assert_eq!(h.join().expect("filler"), Ok(()));
+    }
+}
+
+#[test]
+fn a_default_async_deadline_behind_a_longer_one_in_a_stalled_queue_is_kept() {
+    let cluster = cluster();
+    let client = Arc::new(
+        Client::connect(tight(
+            &cluster,
+            FallbackStrategy::Block,
+            Duration::from_millis(300),
+        ))
+        .expect("connect"),
+    );
+    client.commit(b"warm", b"up").expect("warm-up");
+    let map = slot_map(&cluster);
+    let port = masters_by_slot(&map)[2].0;
+    let keys = keys_on(&map, port, "ld:", 8);
+    let i = node_index(&cluster, port);
+    cluster.pause_node(i).expect("SIGSTOP");
+    // Five default-deadline writes take the window (4 in flight) and the watched head.
+    let fillers: Vec<_> = keys[..5]
+        .iter()
+        .map(|k| {
+            let (client, k) = (Arc::clone(&client), k.clone());
+            thread::spawn(move || client.commit(&k, b"v"))
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(100));
+    // Then one with a 30 s deadline, queued first in the ring...
+    let long = {
+        let (client, k) = (Arc::clone(&client), keys[5].clone());
+        thread::spawn(move || {
+            client.commit_with(
+                &k,
+                b"v",
+                &CallOptions::new().timeout(Duration::from_secs(30)),
+            )
+        })
+    };
+    thread::sleep(Duration::from_millis(50));
+    // ... and an async write with the default 300 ms behind it.
+    let started = Instant::now();
+    let (outcome, _) = block_on_counted(client.commit_async(&keys[6], b"v"));
+    let waited = started.elapsed();
+    cluster.resume_node(i).expect("SIGCONT");
+    assert!(
+        matches!(outcome, Err(CommitError::DeadlineExceeded { .. })),
+        "{outcome:?}"
+    );
+    assert!(waited < Duration::from_secs(3), "resolved after {waited:?}");
+    for f in fillers {
+        let _ = f.join().expect("filler");
+    }
+    assert_eq!(long.join().expect("long"), Ok(()));
+}
+
+#[test]
+fn drop_oldest_with_no_time_left_evicts_nobody() {
+    let cluster = cluster();
+    let client = Arc::new(
+        Client::connect(tight(
+            &cluster,
+            FallbackStrategy::Block,
+            Duration::from_secs(20),
+        ))
+        .expect("connect"),
+    );
+    client.commit(b"warm", b"up").expect("warm-up");
+    let map = slot_map(&cluster);
+    let port = masters_by_slot(&map)[1].0;
+    let keys = keys_on(&map, port, "do:", 21);
+    let i = node_index(&cluster, port);
+    cluster.pause_node(i).expect("SIGSTOP");
+    let fillers = fill(&client, keys[..20].to_vec());
+    let opts = CallOptions::new()
+        .timeout(Duration::ZERO)
+        .fallback_strategy(FallbackStrategy::DropOldest);
+    let outcome = client.commit_with(&keys[20], b"v", &opts);
+    let drops = client.metrics().total.drops;
+    cluster.resume_node(i).expect("SIGCONT");
+    assert_eq!(
+        outcome,
+        Err(CommitError::DeadlineExceeded {
+            may_have_been_applied: false
+        })
+    );
+    assert_eq!(drops, 0, "a call out of time evicted a queued write");
+    for h in fillers {
+        assert_eq!(h.join().expect("filler"), Ok(()));
+    }
+}
+
+#[test]
+fn waiters_for_room_follow_their_slot_to_its_new_master() {
+    let cluster = cluster();
+    let mut config = tight(&cluster, FallbackStrategy::Block, Duration::from_secs(30));
+    config.redis_pool.dial_timeout = Duration::from_millis(200);
+    config.redis_pool.read_timeout = Duration::from_millis(200);
+    let client = Arc::new(Client::connect(config).expect("connect"));
+    client.commit(b"warm", b"up").expect("warm-up");
+    let map = slot_map(&cluster);
+    let masters = masters_by_slot(&map);
+    let (from, to) = (masters[0].0, masters[1].0);
+    // Every key in one slot (one hash tag), served by `from`.
+    let tag = String::from_utf8(keys_on(&map, from, "", 1).remove(0)).unwrap();
+    let keys: Vec<Vec<u8>> = (0..30).map(|n| format!("{tag}:{n}").into_bytes()).collect();
+    let slot = slotline_router::key_slot(&keys[0]).get();
+    let i = node_index(&cluster, from);
+    cluster.pause_node(i).expect("SIGSTOP");
+    // Five writes with a 400 ms deadline take the window and the watched head; when their
+    // deadline passes, the client re-reads the topology.
+    let short: Vec<_> = keys[..5]
+        .iter()
+        .map(|k| {
+            let (client, k) = (Arc::clone(&client), k.clone());
+            thread::spawn(move || {
+                client.commit_with(
+                    &k,
+                    b"v",
+                    &CallOptions::new().timeout(Duration::from_millis(400)),
+                )
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(50));
+    // Twenty-five with 30 s: the link holds some, eight fill the ring to its line, the rest
+    // (ten or more) wait for room.
+    let fillers = fill(&client, keys[5..30].to_vec());
+    // The slot moves to `to` while `from` is frozen (the other nodes are told directly).
+    let to_id = fault_support::node_id(&cluster, node_index(&cluster, to));
+    for n in 0..cluster.nodes().len() {
+        if n != i {
+            let _ = cluster.query(
+                n,
+                redis::cmd("CLUSTER")
+                    .arg("SETSLOT")
+                    .arg(slot)
+                    .arg("NODE")
+                    .arg(&to_id),
+            );
+        }
+    }
+    let started = Instant::now();
+    // The callers that waited for room in `from`'s queue now go to `to` and succeed.
+    let limit = Instant::now() + Duration::from_secs(10);
+    let mut done = 0;
+    while done < 5 && Instant::now() < limit {
+        done = fillers.iter().filter(|h| h.is_finished()).count();
+        thread::sleep(Duration::from_millis(10));
+    }
+    let waited = started.elapsed();
+    cluster.resume_node(i).expect("SIGCONT");
+    assert!(
+        done >= 5,
+        "{done} of the callers waiting for room finished within {waited:?}"
+    );
+    for h in fillers {
+        assert_eq!(h.join().expect("filler"), Ok(()));
+    }
+    for h in short {
+        let _ = h.join().expect("short");
+    }
+}
+
+#[test]
+fn a_wait_whose_ops_all_failed_does_not_look_like_a_stall() {
+    let cluster = cluster();
+    let mut config = cluster.config();
+    config.redis_pool.read_timeout = Duration::from_millis(50);
+    config.ack.timeout = Duration::from_millis(600);
+    config.commit.timeout = Duration::from_secs(5);
+    let client = Client::connect(config).expect("connect");
+    let map = slot_map(&cluster);
+    let port = masters_by_slot(&map)[0].0;
+    let key = String::from_utf8(keys_on(&map, port, "ws:", 1).remove(0)).unwrap();
+    client.commit(key.as_bytes(), b"a string").expect("SET");
+    let i = node_index(&cluster, port);
+    let connections = || -> i64 {
+        let info = cluster
+            .query(i, redis::cmd("INFO").arg("stats"))
+            .expect("INFO")
+            .expect("INFO reply");
+        let text: String = redis::from_redis_value(info).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("total_connections_received:"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("a connection count")
+    };
+    let before = connections();
+    // WRONGTYPE, then `WAIT 2 600` (one replica exists, so WAIT takes its whole timeout).
+    let err = client
+        .commit_cmd_with(&cmd(&["LPUSH", &key, "x"]), &CallOptions::new().replicas(2))
+        .expect_err("WRONGTYPE");
+    assert!(matches!(err, CommitError::Server { .. }), "{err:?}");
+    thread::sleep(Duration::from_millis(800));
+    client.commit(key.as_bytes(), b"after").expect("SET after");
+    // One more connection: the query that counts them.
+    assert_eq!(
+        connections(),
+        before + 1,
+        "the link was dropped while its WAIT was outstanding"
+    );
 }

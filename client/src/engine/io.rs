@@ -37,6 +37,11 @@ pub(crate) fn run(id: usize, shared: Arc<Shared>, poll: Poll) {
     if outcome.is_err() {
         // Everything this thread held was dropped while unwinding (each op completed by its
         // drop). Fail the rest: every queue, every later call.
+        crate::trace::event!(
+            error,
+            "slotline::engine",
+            "an I/O thread panicked: the client is dead"
+        );
         shared.state.store(DEAD, Ordering::SeqCst);
         shared.metrics.mark_dead();
         shared.wake_all();

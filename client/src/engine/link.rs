@@ -40,9 +40,11 @@
 //! # Stalls
 //!
 //! A link with requests outstanding that hears nothing for `redis_pool.read_timeout` after
-//! its oldest outstanding op's deadline has passed is closed and reconnected: the callers
-//! already have their answers, and the window is freed. I/O timeouts thus follow from the
-//! ops' deadlines.
+//! its oldest outstanding op's deadline has passed is presumed dead, closed and reconnected:
+//! the oldest ops' callers already have their answers (`DeadlineExceeded`), and the window is
+//! freed. Younger requests still in flight on it end as on any failed connection (`SET` from
+//! `commit` is resent, any other command gets `ConnectionLost { may_have_been_applied: true }`).
+//! I/O timeouts thus follow from the ops' deadlines.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -418,7 +420,9 @@ impl Link {
                 return op.as_ref().is_none_or(|op| op.deadline() <= cx.now);
             }
         }
-        self.acked.iter().all(|(op, _)| op.deadline() <= cx.now)
+        // No caller's op outstanding (say, a `WAIT` whose ops all got error replies): nobody
+        // waits, so nothing is stalled; ops sent later make the rule apply again.
+        !self.acked.is_empty() && self.acked.iter().all(|(op, _)| op.deadline() <= cx.now)
     }
 
     /// Reacts to readiness of the socket: connect progress, writes, reads, replies.
@@ -463,6 +467,7 @@ impl Link {
 
     fn start_connect(&mut self, cx: &mut Cx<'_>) {
         let addr = &self.queue.addr;
+        crate::trace::event!(debug, "slotline::conn", master = %addr, "connecting");
         let Some(target) = self.queue.socket_addr() else {
             // A host name: the refresh thread resolves it (a lookup may block; this thread
             // never does).
@@ -549,6 +554,7 @@ impl Link {
     }
 
     fn on_ready(&mut self) {
+        crate::trace::event!(debug, "slotline::conn", master = %self.queue.addr, "connection ready");
         self.state = State::Ready;
         self.failures = 0;
         self.last_error = None;
@@ -970,6 +976,15 @@ impl Link {
                     return;
                 };
                 let target = redirect.target(self.queue.addr.host());
+                crate::trace::event!(
+                    debug,
+                    "slotline::route",
+                    kind = ?redirect.kind(),
+                    slot = redirect.slot().get(),
+                    from = %self.queue.addr,
+                    to = %target,
+                    "redirect"
+                );
                 if let Some(m) = cx.shared.metrics.shard(shard) {
                     if redirect.kind() == RedirectKind::Moved {
                         m.record_moved();
@@ -1124,6 +1139,15 @@ impl Link {
     /// The connection failed: decide every op it holds (see the module docs), close the
     /// socket, and reconnect after a backoff.
     pub(crate) fn fail(&mut self, cx: &mut Cx<'_>, why: String) {
+        crate::trace::event!(
+            warn,
+            "slotline::conn",
+            master = %self.queue.addr,
+            reason = %why,
+            in_flight = self.in_flight,
+            failures = self.failures,
+            "connection failed"
+        );
         self.queue.forget_address();
         for (op, _) in std::mem::take(&mut self.acked) {
             let wanted = op.replicas;
@@ -1181,6 +1205,7 @@ impl Link {
 
     /// Closes a connection that has had nothing to do for `idle_timeout`.
     fn close_idle(&mut self, cx: &mut Cx<'_>) {
+        crate::trace::event!(debug, "slotline::conn", master = %self.queue.addr, "idle connection closed");
         if let Some(mut t) = self.transport.take() {
             let _ = cx.registry.deregister(t.socket());
         }

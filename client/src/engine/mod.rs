@@ -167,7 +167,7 @@ impl Shared {
             n.wake_now();
         }
         for queue in &self.routes.load().masters {
-            queue.room.notify(usize::MAX);
+            queue.wake_waiters();
         }
         if self.state() != RUNNING {
             self.timers.close();
