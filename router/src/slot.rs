@@ -243,19 +243,20 @@ impl std::error::Error for SlotOutOfRange {}
 #[inline]
 #[must_use]
 pub fn key_slot(key: &[u8]) -> Slot {
-    let crc = match short::key_crc(key) {
-        Some(crc) => crc,
-        None => long_key_crc(key),
-    };
-    // Invariant: the mask keeps the value below SLOT_COUNT (a power of two).
-    Slot(crc & (SLOT_COUNT - 1))
+    match short::key_crc(key) {
+        // Invariant: the mask keeps the value below SLOT_COUNT (a power of two).
+        Some(crc) => Slot(crc & (SLOT_COUNT - 1)),
+        None => long_key_slot(key),
+    }
 }
 
-/// The CRC of a key longer than the short-key path takes: scan, then [`crc16`]. Out of line, so
-/// that its registers cost the short keys nothing.
+/// The slot of a key longer than the short-key path takes: scan, then [`crc16`]. Out of line,
+/// so that its registers cost the short keys nothing, and returning the slot so that the call
+/// is a tail call.
 #[inline(never)]
-fn long_key_crc(key: &[u8]) -> u16 {
-    crc16(hash_tag(key))
+fn long_key_slot(key: &[u8]) -> Slot {
+    // Invariant: the mask keeps the value below SLOT_COUNT (a power of two).
+    Slot(crc16(hash_tag(key)) & (SLOT_COUNT - 1))
 }
 
 /// The bytes of `key` that Redis hashes: the hash tag if there is a non-empty one, else the key.
