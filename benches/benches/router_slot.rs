@@ -4,21 +4,30 @@
 //!
 //! | id | implementation |
 //! |---|---|
-//! | `0-slotline` | `slotline_router::key_slot` (vectorised scan, PCLMULQDQ/PMULL folding) |
+//! | `0-slotline` | `slotline_router::key_slot` (fused scan + fixed-cost table CRC up to 32 B; above, vectorised scan + PCLMULQDQ/PMULL folding) |
+//! | `0b-slotline general path` | (A/B mode only) slotline's scan-then-`crc16` path at every length, as `key_slot` takes it above 32 B |
 //! | `1-slotline-table` | slotline's scan with its portable slice-by-16 table forced |
 //! | `2-crc-table16` | `crc` 3.x `Crc<u16, Table<16>>` (slice-by-16) with the byte-loop tag rule |
 //! | `3-redis-rs` | `redis::cluster_routing::Slot::for_key` (redis-rs 1.x, `cluster` feature) |
 //! | `4-crc16-crate` | `crc16::State::<XMODEM>::calculate` with the byte-loop tag rule |
 //! | `5-crc-table1` | `crc` 3.x default `Crc<u16>` (one 256-entry table) with the byte-loop tag rule |
 //!
-//! Groups are key sizes (`16B`, `64B`, `256B`, `1KiB`, and `24B-tagged` for a key with a hash
-//! tag); each iteration computes the slot of one key, cycling through 16 random keys of the size,
-//! so the time is ns per key and the throughput is bytes of key per second.
+//! Groups are key sizes (`16B`, `64B`, `256B`, `1KiB`, and two 24-byte shapes with a 12-byte
+//! hash tag: `24B-tagged` like `{user:1234567}:cart:0042`, `24B-geo` like
+//! `geo:{user:1234567}:loc:4`); each iteration computes the slot of one key, cycling through 16
+//! keys of the group (random bytes without braces for the plain sizes), so the time is ns per key
+//! and the throughput is bytes of key per second.
 //!
 //! Criterion's groups run one after the other, so on a noisy machine their ratios drift. Set
 //! `SLOTLINE_BENCH_AB=1` for the interleaved mode instead: many short rounds, every
 //! implementation once per round in rotating order, and the median of the per-round ratios to
-//! `2-crc-table16` (with a same-vs-same control row to show the noise).
+//! `2-crc-table16` (with a same-vs-same control row to show the noise). It also times the two
+//! halves of the work apart: the scan alone, and the CRC alone of the bytes that are hashed (the
+//! tag, for tagged keys), with slotline's CRC-only ratio to `crc`'s `Table<16>` on the same bytes,
+//! so that the scan and the CRC are credited separately. A summary closes the run.
+//!
+//! Figures depend on the CPU (carry-less multiplier, vector width, cache), so both modes print
+//! the CPU model first.
 //!
 //! ```text
 //! cargo bench -p slotline-bench --bench router_slot
@@ -99,6 +108,37 @@ fn tagged_keys(count: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Keys like `geo:{user:1234567}:loc:4`: 24 bytes, the 12-byte tag in the middle.
+fn geo_keys(count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| format!("geo:{{user:{:07}}}:loc:{}", i * 7919, i % 10).into_bytes())
+        .collect()
+}
+
+/// The CPU model as `/proc/cpuinfo` names it, or `unknown`.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The machine line every run starts with.
+fn print_machine() {
+    println!(
+        "CPU: {}, {} logical cores; CRC path for long keys: {}; short-key scan: {}",
+        cpu_model(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        slotline_router::crc16_paths::active(),
+        slotline_router::slot_paths::short_scan(),
+    );
+}
+
 /// Sanity check before timing: every implementation agrees with the bitwise reference.
 fn sanity_check(sets: &[(&str, Vec<Vec<u8>>)]) {
     let mut fixed: Vec<Vec<u8>> = [
@@ -125,6 +165,11 @@ fn sanity_check(sets: &[(&str, Vec<Vec<u8>>)]) {
         );
         assert_eq!(crc16_crate(key), want, "crc16 crate, key {key:?}");
         assert_eq!(crc_table1(key), want, "crc Table<1>, key {key:?}");
+        let paths = slotline_router::slot_paths::general(key);
+        assert_eq!(paths, want, "slotline general path, key {key:?}");
+        if let Some(short) = slotline_router::slot_paths::short(key) {
+            assert_eq!(short, want, "slotline short-key path, key {key:?}");
+        }
     }
     assert_eq!(slotline(b"foo"), 12182);
 }
@@ -176,61 +221,112 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// What an implementation is given: the whole key, or only the bytes that are hashed.
+#[derive(Clone, Copy, PartialEq)]
+enum Input {
+    Key,
+    Hashed,
+}
+
 /// Interleaved A/B rounds: every implementation once per round, rotating the order, then the
-/// median per-round ratio against `2-crc-table16`.
+/// median per-round ratio against `2-crc-table16` (for the CRC-only rows, `9-crc-table16 crc
+/// only` on the same bytes).
 fn ab_mode(sets: &[(&str, Vec<Vec<u8>>)]) {
-    type Imp = (&'static str, fn(&[u8]) -> u64);
-    let imps: [Imp; 10] = [
-        ("0-slotline", |k| u64::from(slotline(k))),
-        ("1-slotline-table", |k| u64::from(slotline_table(k))),
-        ("2-crc-table16", |k| u64::from(crc_table16(k))),
-        ("2b-crc-table16 (control)", |k| u64::from(crc_table16(k))),
-        ("3-redis-rs", |k| {
+    type Imp = (&'static str, Input, fn(&[u8]) -> u64);
+    let imps: [Imp; 11] = [
+        ("0-slotline", Input::Key, |k| u64::from(slotline(k))),
+        // The general path alone (scan, then `crc16`), as `key_slot` takes it above 32 bytes.
+        ("0b-slotline general path", Input::Key, |k| {
+            u64::from(slotline_router::slot_paths::general(k))
+        }),
+        ("1-slotline-table", Input::Key, |k| {
+            u64::from(slotline_table(k))
+        }),
+        ("2-crc-table16", Input::Key, |k| u64::from(crc_table16(k))),
+        ("2b-crc-table16 (control)", Input::Key, |k| {
+            u64::from(crc_table16(k))
+        }),
+        ("3-redis-rs", Input::Key, |k| {
             black_box(redis_rs(k));
             0
         }),
-        ("4-crc16-crate", |k| u64::from(crc16_crate(k))),
-        ("5-crc-table1", |k| u64::from(crc_table1(k))),
-        // Diagnostics: the two halves of the work on their own.
-        ("6-slotline scan only", |k| {
+        ("4-crc16-crate", Input::Key, |k| u64::from(crc16_crate(k))),
+        ("5-crc-table1", Input::Key, |k| u64::from(crc_table1(k))),
+        // The two halves of the work on their own: the scan of the whole key, and the CRC of
+        // the bytes that are hashed (the tag, for tagged keys).
+        ("6-slotline scan only", Input::Key, |k| {
             slotline_router::hash_tag(k).len() as u64
         }),
-        ("7-slotline crc only", |k| {
+        ("7-slotline crc only", Input::Hashed, |k| {
             u64::from(slotline_router::crc16(k))
         }),
-        ("8-crc-table16 crc only", |k| {
+        ("8-crc-table16 crc only", Input::Hashed, |k| {
             u64::from(CRC_TABLE16.checksum(k))
         }),
     ];
+    let (key_base, crc_base, crc_slotline) = (3, 10, 9);
     let rounds = 31;
-    println!("interleaved A/B: {rounds} rounds, median per-round ratio; baseline 2-crc-table16");
-    println!("hardware path: {}", slotline_router::crc16_paths::active());
+    print_machine();
+    println!(
+        "interleaved A/B: {rounds} rounds, median per-round ratio; baseline 2-crc-table16 \
+         (CRC-only rows: 8-crc-table16 crc only, on the same hashed bytes)"
+    );
+    // (set, key_slot ratio, CRC-only ratio) for the summary.
+    let mut summary = Vec::new();
     for (name, keys) in sets {
         let len = keys[0].len();
+        let hashed: Vec<Vec<u8>> = keys
+            .iter()
+            .map(|k| slotline_router::hash_tag(k).to_vec())
+            .collect();
         // About 2 ms per implementation per round.
         let reps = (2_000_000 / (len * keys.len() + 200)).max(1);
         let mut times = vec![Vec::with_capacity(rounds); imps.len()];
         for round in 0..rounds {
             for j in 0..imps.len() {
                 let idx = (j + round) % imps.len();
-                times[idx].push(time_per_key(keys, reps, imps[idx].1));
+                let (_, input, f) = imps[idx];
+                let inputs = if input == Input::Key { keys } else { &hashed };
+                times[idx].push(time_per_key(inputs, reps, f));
             }
         }
-        let base: Vec<f64> = times[2].clone();
-        println!("\n{name} ({len} B keys)");
+        let ratio = |i: usize, base: usize| {
+            let mut r: Vec<f64> = times[base]
+                .iter()
+                .zip(&times[i])
+                .map(|(b, t)| b / t)
+                .collect();
+            median(&mut r)
+        };
+        println!("\n{name} ({len} B keys, {} B hashed)", hashed[0].len());
         println!(
             "{:<26} {:>10} {:>9} {:>12}",
             "id", "ns/key", "GB/s", "speed-up"
         );
-        for (i, (id, _)) in imps.iter().enumerate() {
-            let mut ratios: Vec<f64> = base.iter().zip(&times[i]).map(|(b, t)| b / t).collect();
+        for (i, (id, input, _)) in imps.iter().enumerate() {
+            let base = if *input == Input::Key {
+                key_base
+            } else {
+                crc_base
+            };
+            let bytes = if *input == Input::Key {
+                len
+            } else {
+                hashed[0].len()
+            };
             let ns = median(&mut times[i].clone());
             println!(
                 "{id:<26} {ns:>10.2} {:>9.2} {:>11.2}x",
-                len as f64 / ns,
-                median(&mut ratios)
+                bytes as f64 / ns,
+                ratio(i, base)
             );
         }
+        summary.push((name, ratio(0, key_base), ratio(crc_slotline, crc_base)));
+    }
+    println!("\nsummary: slotline vs crc Table<16> (median per-round ratio)");
+    println!("{:<12} {:>10} {:>10}", "keys", "key_slot", "CRC only");
+    for (name, key, crc) in summary {
+        println!("{name:<12} {key:>9.2}x {crc:>9.2}x");
     }
 }
 
@@ -241,12 +337,14 @@ fn main() {
         ("256B", keys(256, 16, 3)),
         ("1KiB", keys(1024, 16, 4)),
         ("24B-tagged", tagged_keys(16)),
+        ("24B-geo", geo_keys(16)),
     ];
     sanity_check(&sets);
     if std::env::var_os("SLOTLINE_BENCH_AB").is_some() {
         ab_mode(&sets);
         return;
     }
+    print_machine();
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))

@@ -15,6 +15,12 @@
 //!   a byte followed by `k` zero bytes. A 16-byte block is sixteen independent lookups XORed
 //!   together, so the critical path is one lookup per block instead of one per byte. Tails of 2 to
 //!   15 bytes use the same tables in one step. Portable and used everywhere for short inputs.
+//! * **Fixed-cost short inputs** ([`step16_through`]): a CRC from state 0 ignores leading zero
+//!   bytes, and with sixteen rows of zeros in front of the tables, a byte can be made to count
+//!   for nothing. So the CRC of any 1 to 16 bytes at the start of a 16-byte block is one
+//!   slice-by-16 step with the rows moved by the length: no loop, no branch on the length. Inputs
+//!   below 16 bytes (zero-padded), and the hash tags and whole keys of up to 32 bytes in
+//!   `key_slot`, are hashed this way.
 //! * **Carry-less multiplication folding** (`clmul`): on x86-64 with PCLMULQDQ and on aarch64 with
 //!   PMULL, 128-bit blocks are folded forward with 64×64-bit carry-less products by constants
 //!   `x^d mod P`, four lanes at a time, until one 128-bit block is left; the slice-by-16 tables
@@ -46,6 +52,9 @@ pub(crate) const CLMUL_MIN_LEN: usize = 64;
 #[inline]
 #[must_use]
 pub fn crc16(bytes: &[u8]) -> u16 {
+    if bytes.len() < 16 {
+        return below_16(bytes);
+    }
     if bytes.len() >= CLMUL_MIN_LEN {
         if let Some(crc) = clmul::crc16(bytes) {
             return crc;
@@ -74,6 +83,19 @@ pub(crate) fn bitwise(mut crc: u16, bytes: &[u8]) -> u16 {
 
 /// `TABLES[k][b]`: the CRC (from state 0) of byte `b` followed by `k` zero bytes.
 static TABLES: [[u16; 256]; 16] = make_tables();
+
+/// Sixteen rows of zeros, then [`TABLES`]: `PADDED_TABLES[16 + k] == TABLES[k]`, and a byte
+/// looked up in a row below 16 contributes nothing. See [`step16_through`].
+static PADDED_TABLES: [[u16; 256]; 32] = {
+    let tables = make_tables();
+    let mut padded = [[0u16; 256]; 32];
+    let mut k = 0;
+    while k < 16 {
+        padded[16 + k] = tables[k];
+        k += 1;
+    }
+    padded
+};
 
 const fn make_tables() -> [[u16; 256]; 16] {
     let mut tables = [[0u16; 256]; 16];
@@ -121,7 +143,7 @@ pub(crate) fn update_table(mut crc: u16, bytes: &[u8]) -> u16 {
 /// One 16-byte block: the state is XORed into the first two bytes, then each byte `i` contributes
 /// `TABLES[15 - i]` (it is followed by `15 - i` bytes), all lookups independent.
 #[inline(always)]
-fn step16(crc: u16, b: &[u8; 16]) -> u16 {
+pub(crate) fn step16(crc: u16, b: &[u8; 16]) -> u16 {
     let [hi, lo] = crc.to_be_bytes();
     let t = &TABLES;
     (t[15][usize::from(b[0] ^ hi)] ^ t[14][usize::from(b[1] ^ lo)])
@@ -132,6 +154,79 @@ fn step16(crc: u16, b: &[u8; 16]) -> u16 {
         ^ (t[5][usize::from(b[10])] ^ t[4][usize::from(b[11])])
         ^ (t[3][usize::from(b[12])] ^ t[2][usize::from(b[13])])
         ^ (t[1][usize::from(b[14])] ^ t[0][usize::from(b[15])])
+}
+
+/// The CRC (from state 0) of bytes `0..=last` of `block`, the bytes after `last` being ignored,
+/// in one fixed-cost step: for the tag of a short key, whose length is only known at run time.
+///
+/// Byte `i` is followed by `last - i` hashed bytes, so it is looked up in `TABLES[last - i]`,
+/// which is row `16 + last - i` of [`PADDED_TABLES`]; for a byte after `last` that row is below
+/// 16, all zeros, so it adds nothing. The rows for the sixteen bytes are sixteen consecutive rows
+/// of the padded table, starting at `last + 1`: one slice-by-16 step with a moved table, with
+/// no mask and no loop. Returns 0 (nothing hashed) unless `last < 16`.
+#[inline(always)]
+pub(crate) fn step16_through(block: &[u8; 16], last: usize) -> u16 {
+    let Some(rows) = PADDED_TABLES
+        .get(last.wrapping_add(1)..)
+        .and_then(<[[u16; 256]]>::first_chunk::<16>)
+    else {
+        return 0;
+    };
+    // Byte `i` uses row `16 + last - i` of the padded table, which is `rows[15 - i]`.
+    let b = block;
+    (rows[15][usize::from(b[0])] ^ rows[14][usize::from(b[1])])
+        ^ (rows[13][usize::from(b[2])] ^ rows[12][usize::from(b[3])])
+        ^ (rows[11][usize::from(b[4])] ^ rows[10][usize::from(b[5])])
+        ^ (rows[9][usize::from(b[6])] ^ rows[8][usize::from(b[7])])
+        ^ (rows[7][usize::from(b[8])] ^ rows[6][usize::from(b[9])])
+        ^ (rows[5][usize::from(b[10])] ^ rows[4][usize::from(b[11])])
+        ^ (rows[3][usize::from(b[12])] ^ rows[2][usize::from(b[13])])
+        ^ (rows[1][usize::from(b[14])] ^ rows[0][usize::from(b[15])])
+}
+
+/// The first 16 bytes of `bytes`, zeros after its end: assembled from two overlapping 8- or
+/// 4-byte loads, with no loop and no call.
+#[inline(always)]
+pub(crate) fn zero_padded(bytes: &[u8]) -> [u8; 16] {
+    let len = bytes.len();
+    let word = if let (Some(head), Some(tail)) = (bytes.first_chunk::<8>(), bytes.last_chunk::<8>())
+    {
+        // 8 to 16 bytes: the tail word holds bytes `len - 8..len`; shifting it down by
+        // `16 - len` bytes leaves bytes `8..len` at the bottom (the overlap falls off).
+        let tail = u128::from(u64::from_le_bytes(*tail)) >> (8 * (16 - len.min(16)));
+        u128::from(u64::from_le_bytes(*head)) | (tail << 64)
+    } else if let (Some(head), Some(tail)) = (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
+        // 4 to 7 bytes, the same way with 4-byte words.
+        let tail = u64::from(u32::from_le_bytes(*tail)) >> (8 * (8 - len));
+        u128::from(u64::from(u32::from_le_bytes(*head)) | (tail << 32))
+    } else {
+        bytes
+            .iter()
+            .rev()
+            .fold(0u128, |acc, &b| (acc << 8) | u128::from(b))
+    };
+    word.to_le_bytes()
+}
+
+/// CRC of fewer than 16 bytes in one fixed-cost step on the zero-padded block (no loop over the
+/// bytes). Out of line, so that [`crc16`] stays small where it is inlined.
+#[inline(never)]
+fn below_16(bytes: &[u8]) -> u16 {
+    // `len - 1` wraps for the empty input, which hashes nothing.
+    step16_through(&zero_padded(bytes), bytes.len().wrapping_sub(1))
+}
+
+/// CRC of 16 to 32 bytes given as their first and last 16 (overlapping below 32), in two
+/// fixed-cost steps: the first `len - 16` bytes with [`step16_through`], then the last 16 with
+/// [`step16`]. Exactly 16 bytes take the second step only.
+#[inline(always)]
+pub(crate) fn crc16_16_to_32(head: &[u8; 16], tail: &[u8; 16], len: usize) -> u16 {
+    debug_assert!((16..=32).contains(&len));
+    if len == 16 {
+        step16(0, head)
+    } else {
+        step16(step16_through(head, len - 17), tail)
+    }
 }
 
 /// Fewer than 16 bytes in one step (the same idea as [`step16`] with `n - 1 - i` zero bytes after
@@ -172,6 +267,18 @@ pub mod paths {
         super::update_table(0, bytes)
     }
 
+    /// The fixed-cost short-input paths (one or two table steps, no loop), or `None` above 32
+    /// bytes.
+    #[must_use]
+    pub fn short(bytes: &[u8]) -> Option<u16> {
+        match (bytes.first_chunk::<16>(), bytes.last_chunk::<16>()) {
+            (Some(head), Some(tail)) => {
+                (bytes.len() <= 32).then(|| super::crc16_16_to_32(head, tail, bytes.len()))
+            }
+            _ => Some(super::below_16(bytes)),
+        }
+    }
+
     /// The hardware folding path whatever the length, or `None` if this CPU lacks it.
     #[must_use]
     pub fn clmul(bytes: &[u8]) -> Option<u16> {
@@ -189,5 +296,20 @@ pub mod paths {
     #[must_use]
     pub fn active() -> &'static str {
         super::clmul::active()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::zero_padded;
+
+    #[test]
+    fn zero_padded_keeps_the_bytes_in_order_and_pads_with_zeros() {
+        let bytes: Vec<u8> = (1..=16).collect();
+        for len in 0..=16 {
+            let mut want = [0u8; 16];
+            want[..len].copy_from_slice(&bytes[..len]);
+            assert_eq!(zero_padded(&bytes[..len]), want, "len {len}");
+        }
     }
 }

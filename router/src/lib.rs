@@ -41,5 +41,7 @@ pub use crate::resp::{parse_resp, write_command, RespError, Value, MAX_DEPTH};
 pub use crate::shards::{ShardCountError, ShardMap};
 #[doc(hidden)]
 pub use crate::slot::key_slot_reference;
+#[doc(hidden)]
+pub use crate::slot::paths as slot_paths;
 pub use crate::slot::{hash_tag, key_slot, Slot, SlotOutOfRange, SlotRange, SLOT_COUNT};
 pub use crate::topology::{Node, NodeMap, Role, Shard, TopologyError};

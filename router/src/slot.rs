@@ -6,10 +6,17 @@
 //! (no `{`, no `}` after it, or `{}` with nothing inside) the whole key is hashed. Keys are bytes,
 //! not characters: a multi-byte UTF-8 sequence is never special.
 //!
-//! Finding the `{` costs more than the CRC itself with a byte-at-a-time loop, so the scan is
-//! vectorised: below 16 bytes a SWAR (SIMD-within-a-register) test on two overlapping machine
-//! words; from 16 bytes inline SSE2 compares on x86-64 (16-byte blocks, the last one overlapping)
-//! up to 127 bytes, and `memchr` (AVX2 on x86-64, NEON on aarch64) beyond.
+//! Keys of up to 32 bytes (most keys) take a fused path (the `short` module): a couple of
+//! 16-byte compares find the braces, a few bit operations extract the tag, and one or two
+//! fixed-cost table steps hash it, with no loop over the bytes.
+//!
+//! Longer keys are scanned, then hashed with [`crc16`] (carry-less multiplication folding where
+//! the CPU has it). Finding the `{` costs more than the CRC itself with a byte-at-a-time loop,
+//! so that scan is vectorised: below 16 bytes a SWAR (SIMD-within-a-register) test on two
+//! overlapping machine words; from 16 bytes inline SSE2 compares on x86-64 (16-byte blocks, the
+//! last one overlapping) up to 127 bytes, and `memchr` (AVX2 on x86-64, NEON on aarch64) beyond.
+
+mod short;
 
 use core::fmt;
 
@@ -236,6 +243,18 @@ impl std::error::Error for SlotOutOfRange {}
 #[inline]
 #[must_use]
 pub fn key_slot(key: &[u8]) -> Slot {
+    match short::key_crc(key) {
+        // Invariant: the mask keeps the value below SLOT_COUNT (a power of two).
+        Some(crc) => Slot(crc & (SLOT_COUNT - 1)),
+        None => long_key_slot(key),
+    }
+}
+
+/// The slot of a key longer than the short-key path takes: scan, then [`crc16`]. Out of line,
+/// so that its registers cost the short keys nothing, and returning the slot so that the call
+/// is a tail call.
+#[inline(never)]
+fn long_key_slot(key: &[u8]) -> Slot {
     // Invariant: the mask keeps the value below SLOT_COUNT (a power of two).
     Slot(crc16(hash_tag(key)) & (SLOT_COUNT - 1))
 }
@@ -380,6 +399,41 @@ pub fn key_slot_reference(key: &[u8]) -> u16 {
         },
     };
     crate::crc16::bitwise(0, hashed) & 0x3FFF
+}
+
+/// The individual `key_slot` code paths, for tests, fuzzing and benchmarks. Not part of the
+/// stable API. Each returns the slot number.
+#[doc(hidden)]
+pub mod paths {
+    use super::{crc16, hash_tag, short, SLOT_COUNT};
+
+    /// The longest key the fused short-key path takes.
+    pub const SHORT_MAX_LEN: usize = short::MAX_LEN;
+
+    /// The general path, whatever the length: vectorised scan, then [`crc16`].
+    #[must_use]
+    pub fn general(key: &[u8]) -> u16 {
+        crc16(hash_tag(key)) & (SLOT_COUNT - 1)
+    }
+
+    /// The fused short-key path with this target's scan, or `None` above [`SHORT_MAX_LEN`].
+    #[must_use]
+    pub fn short(key: &[u8]) -> Option<u16> {
+        short::key_crc(key).map(|crc| crc & (SLOT_COUNT - 1))
+    }
+
+    /// The fused short-key path with the portable SWAR scan, or `None` above
+    /// [`SHORT_MAX_LEN`].
+    #[must_use]
+    pub fn short_swar(key: &[u8]) -> Option<u16> {
+        short::key_crc_swar(key).map(|crc| crc & (SLOT_COUNT - 1))
+    }
+
+    /// The name of the scan the short-key path uses on this target (`SSE2` or `SWAR`).
+    #[must_use]
+    pub fn short_scan() -> &'static str {
+        short::scan_name()
+    }
 }
 
 /// An inclusive range of slots, `start..=end`, never empty (Redis writes ranges this way).

@@ -1,6 +1,8 @@
 //! Every CRC and slot code path against the bitwise definition.
 
-use slotline_router::{crc16, crc16_paths as paths, hash_tag, key_slot, key_slot_reference};
+use slotline_router::{
+    crc16, crc16_paths as paths, hash_tag, key_slot, key_slot_reference, slot_paths,
+};
 
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
 fn bytes(len: usize, seed: u64) -> Vec<u8> {
@@ -20,6 +22,7 @@ fn check_value_matches_crc16_xmodem() {
     assert_eq!(paths::bitwise(b"123456789"), 0x31C3);
     assert_eq!(paths::table(b"123456789"), 0x31C3);
     assert_eq!(paths::clmul_soft(b"123456789"), 0x31C3);
+    assert_eq!(paths::short(b"123456789"), Some(0x31C3));
     assert_eq!(crc16(b"123456789"), 0x31C3);
 }
 
@@ -27,6 +30,7 @@ fn check_value_matches_crc16_xmodem() {
 fn every_path_matches_bitwise_at_every_length_and_alignment() {
     let hw = paths::clmul(b"").is_some();
     eprintln!("hardware path: {}", paths::active());
+    eprintln!("short-key scan: {}", slot_paths::short_scan());
     let buf = bytes(300 + 16, 7);
     for offset in 0..16 {
         for len in 0..=300 {
@@ -38,6 +42,11 @@ fn every_path_matches_bitwise_at_every_length_and_alignment() {
                 "table, len {len}, offset {offset}"
             );
             assert_eq!(crc16(data), want, "crc16, len {len}, offset {offset}");
+            assert_eq!(
+                paths::short(data),
+                (len <= 32).then_some(want),
+                "short, len {len}, offset {offset}"
+            );
             assert_eq!(
                 paths::clmul_soft(data),
                 want,
@@ -107,10 +116,86 @@ fn hash_tag_follows_first_open_then_first_close() {
     assert_eq!(hash_tag(b"plain"), b"plain");
 }
 
+/// Asserts that `key_slot` and every slot path that takes `key` agree with the reference.
+fn assert_every_slot_path(key: &[u8]) {
+    let want = key_slot_reference(key);
+    assert_eq!(key_slot(key).get(), want, "key_slot, key {key:?}");
+    assert_eq!(slot_paths::general(key), want, "general, key {key:?}");
+    let short = key.len() <= slot_paths::SHORT_MAX_LEN;
+    let expect = short.then_some(want);
+    assert_eq!(slot_paths::short(key), expect, "short, key {key:?}");
+    assert_eq!(
+        slot_paths::short_swar(key),
+        expect,
+        "short SWAR, key {key:?}"
+    );
+}
+
+/// A key whose hashed bytes are exactly `data`: the tag rule's reference says which.
+fn slot_of_bytes(data: &[u8]) -> u16 {
+    paths::bitwise(data) & 0x3FFF
+}
+
+#[test]
+fn every_slot_path_matches_bitwise_at_every_length_and_alignment() {
+    // Keys without braces (the whole key is hashed), with a tag at the start, in the middle and
+    // at the end, of every length up to 300 at 16 offsets: the fused short-key path below 33
+    // bytes and the general path above, each checked against the bitwise CRC directly.
+    let mut buf = bytes(300 + 16, 5);
+    for b in &mut buf {
+        if *b == b'{' || *b == b'}' {
+            *b = b'x';
+        }
+    }
+    for offset in 0..16 {
+        for len in 0..=300 {
+            let key = &buf[offset..offset + len];
+            assert_eq!(
+                key_slot(key).get(),
+                slot_of_bytes(key),
+                "len {len}, offset {offset}"
+            );
+            assert_every_slot_path(key);
+            if len < 3 {
+                continue;
+            }
+            // `{` at `open`, `}` at `close`: the tag is the bytes between them.
+            for (open, close) in [(0, len - 1), (0, len / 2), (len / 3, len - 1), (1, 2)] {
+                if close <= open {
+                    continue;
+                }
+                let mut k = key.to_vec();
+                k[open] = b'{';
+                k[close] = b'}';
+                let want = if close > open + 1 {
+                    slot_of_bytes(&k[open + 1..close])
+                } else {
+                    slot_of_bytes(&k)
+                };
+                assert_eq!(key_slot(&k).get(), want, "{k:?}");
+                assert_every_slot_path(&k);
+            }
+        }
+    }
+}
+
+#[test]
+fn short_path_takes_keys_up_to_its_limit_only() {
+    let max = slot_paths::SHORT_MAX_LEN;
+    assert!(slot_paths::short(&vec![b'k'; max]).is_some());
+    assert_eq!(slot_paths::short(&vec![b'k'; max + 1]), None);
+    assert_eq!(slot_paths::short_swar(&vec![b'k'; max + 1]), None);
+    assert_eq!(slot_paths::short(b""), Some(0));
+    assert_eq!(slot_paths::short(b"{user1000}.following"), Some(3443));
+    assert_eq!(slot_paths::short_swar(b"{user1000}.following"), Some(3443));
+    assert_eq!(slot_paths::short(b"foo{}{bar}"), Some(8363));
+}
+
 #[test]
 fn key_slot_matches_reference_for_brace_positions_at_every_length() {
     // Braces at every pair of positions, in keys of every length up to 80 and at a few offsets:
-    // covers each branch of the short-key (SWAR) and long-key (memchr) scans.
+    // covers each branch of the fused short-key path (both scans), and of the general path's
+    // SWAR, SSE2 and memchr scans.
     let base = bytes(96, 11);
     for len in 0..=80usize {
         for offset in 0..3 {
@@ -120,16 +205,21 @@ fn key_slot_matches_reference_for_brace_positions_at_every_length() {
                     *b = b'x';
                 }
             }
-            assert_eq!(key_slot(&key).get(), key_slot_reference(&key));
+            assert_every_slot_path(&key);
             for open in 0..len {
                 let mut k = key.clone();
                 k[open] = b'{';
-                assert_eq!(key_slot(&k).get(), key_slot_reference(&k), "{k:?}");
+                assert_every_slot_path(&k);
                 for close in 0..len {
                     if close != open {
                         let mut k2 = k.clone();
                         k2[close] = b'}';
-                        assert_eq!(key_slot(&k2).get(), key_slot_reference(&k2), "{k2:?}");
+                        assert_every_slot_path(&k2);
+                        // A second `{` after the first never changes the tag's start.
+                        if let Some(second) = (open + 1..len).find(|&i| i != close) {
+                            k2[second] = b'{';
+                            assert_every_slot_path(&k2);
+                        }
                     }
                 }
             }
