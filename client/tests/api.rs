@@ -7,15 +7,15 @@ mod fault_support;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use fault_support::{keys_on, masters_by_slot, node_index, slot_map};
 use redis::Value;
 use slotline_client::{CallOptions, Client, CommitError, Config, FallbackStrategy};
+use slotline_testkit::exec::{block_on, run_woken, WAKE_LIMIT};
 use slotline_testkit::LocalCluster;
 
 fn cluster() -> LocalCluster {
@@ -34,41 +34,11 @@ fn bulk(s: &str) -> Value {
     Value::BulkString(s.as_bytes().to_vec())
 }
 
-/// Runs `fut` on this thread, polling only when woken (a lost wake-up fails the test instead
-/// of being papered over by a timer), and returns its output and how many times it was polled.
+/// Runs `fut` with the strict executor (a lost wake-up fails the test), returning its output
+/// and how many times it was polled.
 fn block_on_counted<F: Future>(fut: F) -> (F::Output, usize) {
-    struct Unpark {
-        thread: thread::Thread,
-        woken: AtomicBool,
-    }
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.woken.store(true, Ordering::SeqCst);
-            self.thread.unpark();
-        }
-    }
-    let unpark = Arc::new(Unpark {
-        thread: thread::current(),
-        woken: AtomicBool::new(false),
-    });
-    let waker = Waker::from(Arc::clone(&unpark));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    let mut polls = 0;
-    loop {
-        polls += 1;
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return (v, polls);
-        }
-        let limit = Instant::now() + Duration::from_secs(60);
-        while !unpark.woken.swap(false, Ordering::SeqCst) {
-            assert!(
-                Instant::now() < limit,
-                "the future returned Pending and was never woken"
-            );
-            thread::park_timeout(Duration::from_secs(1));
-        }
-    }
+    let run = run_woken(fut, WAKE_LIMIT).expect("the future returned Pending and was never woken");
+    (run.output, run.polls)
 }
 
 /// CPU time (user + system) the `filler` threads of this process have used (other tests run
@@ -100,10 +70,6 @@ fn thread_cpu(path: &std::path::Path) -> Duration {
     let (user, system) = (ticks(), ticks());
     // `USER_HZ` is 100 on every Linux ABI.
     Duration::from_millis((user + system) * 10)
-}
-
-fn block_on<F: Future>(fut: F) -> F::Output {
-    block_on_counted(fut).0
 }
 
 #[test]
@@ -415,6 +381,9 @@ fn a_batch_that_meets_a_paused_master_ends_by_its_deadline() {
         ("async", async_results, async_waited),
     ] {
         let results = results.expect("batch");
+        let lost = results
+            .iter()
+            .any(|r| matches!(r, Err(CommitError::ConnectionLost { .. })));
         for (i, (r, paused)) in results.iter().zip(&on_paused).enumerate() {
             if *paused {
                 // The blocking batch meets a connection whose older requests (the async
@@ -439,9 +408,10 @@ fn a_batch_that_meets_a_paused_master_ends_by_its_deadline() {
                 );
             }
         }
-        // The deadline holds for the whole batch (bound generous for a loaded machine).
+        // The deadline holds for the whole batch (bound generous for a loaded machine); a
+        // connection found dead ends its commands, and so the call, earlier.
         assert!(
-            waited >= deadline,
+            lost || waited >= deadline,
             "{what}: returned before the deadline: {waited:?}"
         );
         assert!(

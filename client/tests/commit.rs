@@ -1,13 +1,15 @@
 //! `Client` against a real local Redis Cluster (3 masters + 3 replicas), started by the tests.
 #![cfg(not(feature = "loom"))]
 
+use std::future::Future;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use slotline_client::config::FallbackStrategy;
 use slotline_client::conn::Conn;
-use slotline_client::{Client, CommitError, Config};
+use slotline_client::{Client, CommitError, CommitFuture, Config};
+use slotline_testkit::exec::block_on;
 use slotline_testkit::LocalCluster;
 
 fn cluster() -> LocalCluster {
@@ -157,8 +159,11 @@ fn wait_for_one_replica_succeeds_and_for_more_than_exist_falls_short() {
     drop(client);
 
     let mut config = cluster.config();
-    config.ack.replicas = 2; // each master has one replica
-    config.ack.timeout = Duration::from_millis(50);
+    // Each master has one replica, so WAIT 2 runs to its timeout; that is long enough for the
+    // one replica to have confirmed by then even on a loaded machine.
+    config.ack.replicas = 2;
+    config.ack.timeout = Duration::from_millis(1000);
+    config.commit.timeout = Duration::from_secs(5);
     let client = Client::connect(config).expect("connect");
     let err = client
         .commit(b"short", b"v")
@@ -201,90 +206,175 @@ fn tight_config(cluster: &LocalCluster, strategy: FallbackStrategy) -> Config {
 }
 
 const CALLERS: usize = 64;
-/// Ops that can be accepted while nothing drains: per master (3), the ring's line, the op the
-/// link holds, and one batch.
-const HELD: usize = 3 * (8 + 1 + 4);
+/// Ops one master can hold while nothing drains: the ring's line, the op the link holds, and
+/// one batch in flight.
+const HELD: usize = 8 + 1 + 4;
+/// Every key of these tests hashes to one slot, so to one master and one queue.
+fn key(t: usize) -> Vec<u8> {
+    format!("{{p}}:{t}").into_bytes()
+}
 
-/// Starts `CALLERS` threads that each commit one key, waits until they have all tried, and
-/// returns their handles.
-fn flood(client: &Arc<Client>) -> Vec<thread::JoinHandle<Result<(), CommitError>>> {
-    let handles: Vec<_> = (0..CALLERS)
+/// Queued ops (the ring's fill, all masters).
+fn queued(client: &Client) -> usize {
+    client.metrics().total.ring.map_or(0, |r| r.len)
+}
+
+/// Polls `done` every 5 ms until it holds; panics with `what` after 30 s.
+fn poll_until(what: &str, mut done: impl FnMut() -> bool) {
+    let limit = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < limit, "not within 30 s: {what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Creates one `commit_async` future per key, in order, and polls each once (a noop waker):
+/// that first poll is when the write is queued, so the queue sees the writes in this order.
+/// Returns each future with the outcome it already has, if any.
+fn submit_in_order(
+    client: &Client,
+    n: usize,
+) -> Vec<(CommitFuture, Option<Result<(), CommitError>>)> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    (0..n)
         .map(|t| {
-            let client = Arc::clone(client);
-            thread::spawn(move || client.commit(format!("p:{t}").as_bytes(), b"v"))
+            let mut fut = client.commit_async(&key(t), b"v");
+            let ready = match std::pin::Pin::new(&mut fut).poll(&mut cx) {
+                std::task::Poll::Ready(outcome) => Some(outcome),
+                std::task::Poll::Pending => None,
+            };
+            (fut, ready)
         })
-        .collect();
-    thread::sleep(Duration::from_millis(400));
-    handles
+        .collect()
+}
+
+/// Every future's outcome, in submission order (the strict executor: each pending future must
+/// be woken by the client).
+fn outcomes(
+    futures: Vec<(CommitFuture, Option<Result<(), CommitError>>)>,
+) -> Vec<Result<(), CommitError>> {
+    futures
+        .into_iter()
+        .map(|(fut, ready)| ready.unwrap_or_else(|| block_on(fut)))
+        .collect()
 }
 
 #[test]
 fn reject_policy_refuses_at_once_while_a_master_is_paused() {
     let cluster = cluster();
-    let client = Arc::new(
-        Client::connect(tight_config(&cluster, FallbackStrategy::Reject)).expect("connect"),
-    );
-    client.commit(b"warm", b"up").expect("warm-up");
-    let handles = with_masters_paused(&cluster, || {
-        let handles = flood(&client);
-        let pending = client.metrics().total.ring.map_or(0, |r| r.len);
-        assert!(
-            pending <= 3 * 8,
-            "{pending} ops wait in 3 rings whose line is 8"
-        );
-        handles
+    let client =
+        Client::connect(tight_config(&cluster, FallbackStrategy::Reject)).expect("connect");
+    client.commit(&key(999), b"up").expect("warm-up");
+    let futures = with_masters_paused(&cluster, || {
+        let futures = submit_in_order(&client, CALLERS);
+        let pending = queued(&client);
+        assert!(pending <= 8, "{pending} ops wait in a ring whose line is 8");
+        futures
     });
-    let (mut ok, mut rejected) = (0, 0);
-    for h in handles {
-        match h.join().expect("caller") {
-            Ok(()) => ok += 1,
-            Err(CommitError::Rejected) => rejected += 1,
-            Err(e) => panic!("unexpected outcome {e:?}"),
-        }
-    }
+    let outcomes = outcomes(futures);
+    let ok = outcomes.iter().filter(|o| o.is_ok()).count();
+    let rejected = outcomes
+        .iter()
+        .filter(|o| **o == Err(CommitError::Rejected))
+        .count();
+    assert_eq!(ok + rejected, CALLERS, "only Ok or Rejected: {outcomes:?}");
     assert!(
         rejected >= CALLERS - HELD,
         "only {rejected} rejected, {ok} committed"
     );
-    assert_eq!(ok + rejected, CALLERS);
+    assert!(
+        ok >= 8,
+        "the ring's line holds 8 writes, yet only {ok} committed"
+    );
     assert_eq!(client.metrics().total.rejections, rejected as u64);
 }
 
 #[test]
 fn drop_oldest_policy_evicts_the_oldest_waiting_write() {
     let cluster = cluster();
-    let client = Arc::new(
-        Client::connect(tight_config(&cluster, FallbackStrategy::DropOldest)).expect("connect"),
+    let client =
+        Client::connect(tight_config(&cluster, FallbackStrategy::DropOldest)).expect("connect");
+    client.commit(&key(999), b"up").expect("warm-up");
+    let futures = with_masters_paused(&cluster, || submit_in_order(&client, CALLERS));
+    let outcomes = outcomes(futures);
+    let dropped: Vec<usize> = (0..CALLERS)
+        .filter(|&t| outcomes[t] == Err(CommitError::Dropped))
+        .collect();
+    let ok = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(
+        ok + dropped.len(),
+        CALLERS,
+        "only Ok or Dropped: {outcomes:?}"
     );
-    client.commit(b"warm", b"up").expect("warm-up");
-    let handles = with_masters_paused(&cluster, || flood(&client));
-    let (mut ok, mut dropped) = (0, 0);
-    for h in handles {
-        match h.join().expect("caller") {
-            Ok(()) => ok += 1,
-            Err(CommitError::Dropped) => dropped += 1,
-            Err(e) => panic!("unexpected outcome {e:?}"),
-        }
-    }
     assert!(
-        dropped >= CALLERS - HELD,
-        "only {dropped} dropped, {ok} committed"
+        dropped.len() >= CALLERS - HELD,
+        "only {} dropped, {ok} committed",
+        dropped.len()
     );
-    assert!(ok >= 1, "the newest writes must survive");
-    assert_eq!(ok + dropped, CALLERS);
+    // The queue is FIFO and each write evicts the oldest queued one, so the newest writes (as
+    // many as the line holds) survive; a policy that drops the newest fails here.
+    let newest = CALLERS - 8..CALLERS;
+    assert!(
+        newest.clone().all(|t| outcomes[t].is_ok()),
+        "writes {newest:?} are the newest and must survive; dropped: {dropped:?}"
+    );
+    assert_eq!(client.metrics().total.drops, dropped.len() as u64);
+}
+
+/// `CALLERS` threads that each commit one key (blocking), started together.
+fn flood(client: &Arc<Client>) -> Vec<thread::JoinHandle<Result<(), CommitError>>> {
+    (0..CALLERS)
+        .map(|t| {
+            let client = Arc::clone(client);
+            thread::spawn(move || client.commit(&key(t), b"v"))
+        })
+        .collect()
 }
 
 #[test]
-fn block_policy_waits_for_room_until_the_deadline() {
+fn block_policy_waits_for_room_and_commits_when_it_appears() {
     let cluster = cluster();
     let mut config = tight_config(&cluster, FallbackStrategy::Block);
-    config.commit.timeout = Duration::from_millis(250);
+    config.commit.timeout = Duration::from_secs(60);
     let client = Arc::new(Client::connect(config).expect("connect"));
-    client.commit(b"warm", b"up").expect("warm-up");
+    client.commit(&key(999), b"up").expect("warm-up");
     let handles = with_masters_paused(&cluster, || {
         let handles = flood(&client);
-        // Give every blocked caller time to reach its deadline while nothing drains.
-        thread::sleep(Duration::from_millis(200));
+        // The ring reaches its line and the link holds its batch; the other callers wait.
+        poll_until("the ring at its line", || queued(&client) == 8);
+        let mut waiting = 0;
+        for _ in 0..40 {
+            let pending = queued(&client);
+            assert!(pending <= 8, "{pending} ops in a ring whose line is 8");
+            waiting = waiting.max(handles.iter().filter(|h| !h.is_finished()).count());
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            waiting >= CALLERS - HELD,
+            "only {waiting} callers waited for room"
+        );
+        handles
+    });
+    // Room appears as the master drains: every waiting caller's write is then queued and sent.
+    for (t, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.join().expect("caller"), Ok(()), "caller {t}");
+    }
+    assert_eq!(client.metrics().total.commits, CALLERS as u64 + 1);
+}
+
+#[test]
+fn block_policy_times_out_unsent_when_no_room_appears() {
+    let cluster = cluster();
+    let mut config = tight_config(&cluster, FallbackStrategy::Block);
+    config.commit.timeout = Duration::from_millis(500);
+    let client = Arc::new(Client::connect(config).expect("connect"));
+    client.commit(&key(999), b"up").expect("warm-up");
+    let handles = with_masters_paused(&cluster, || {
+        let handles = flood(&client);
+        // Nothing drains until every waiting caller has its answer.
+        poll_until("all but the held writes answered", || {
+            handles.iter().filter(|h| h.is_finished()).count() >= CALLERS - HELD
+        });
         handles
     });
     let mut not_applied = 0;
@@ -325,26 +415,6 @@ fn deadline_passes_while_a_master_is_paused() {
         "{err:?}"
     );
     assert!(waited < Duration::from_secs(2), "waited {waited:?}");
-}
-
-/// A minimal executor: polls on this thread, parks between wake-ups.
-fn block_on<F: std::future::Future>(fut: F) -> F::Output {
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Unpark(thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        match fut.as_mut().poll(&mut cx) {
-            Poll::Ready(v) => return v,
-            Poll::Pending => thread::park_timeout(Duration::from_millis(10)),
-        }
-    }
 }
 
 #[test]

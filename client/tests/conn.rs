@@ -135,9 +135,19 @@ fn socket_options_are_set_before_connect_and_read_back() {
             conn.recv_buffer_size().unwrap(),
         );
         eprintln!("requested {size}: SO_SNDBUF={snd} SO_RCVBUF={rcv}");
-        // Linux doubles the request (bookkeeping overhead) after capping it at wmem_max/rmem_max.
-        assert!(snd >= size, "SO_SNDBUF {snd} < requested {size}");
-        assert!(rcv >= size, "SO_RCVBUF {rcv} < requested {size}");
+        // Linux caps the request at net.core.wmem_max / rmem_max, then doubles it (bookkeeping
+        // overhead): what it reports is exactly twice the capped request.
+        let (wmem_max, rmem_max) = (sysctl("net/core/wmem_max"), sysctl("net/core/rmem_max"));
+        assert_eq!(
+            snd,
+            2 * size.min(wmem_max),
+            "SO_SNDBUF for {size} (wmem_max {wmem_max})"
+        );
+        assert_eq!(
+            rcv,
+            2 * size.min(rmem_max),
+            "SO_RCVBUF for {size} (rmem_max {rmem_max})"
+        );
         assert_eq!(conn.nodelay().unwrap(), nodelay);
         assert_eq!(conn.read_timeout().unwrap(), Some(opts.read_timeout));
         assert_eq!(conn.write_timeout().unwrap(), Some(opts.write_timeout));
@@ -286,4 +296,13 @@ fn tls_urls_are_refused_with_a_clear_error() {
     let addr: NodeAddr = "rediss://127.0.0.1:6380".parse().unwrap();
     let err = Conn::connect(&addr, &ConnOptions::default()).unwrap_err();
     assert!(matches!(err, Error::TlsUnsupported { .. }), "{err:?}");
+}
+
+/// A numeric value under `/proc/sys`.
+fn sysctl(name: &str) -> usize {
+    let path = format!("/proc/sys/{name}");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{path} holds {text:?}: {e}"))
 }

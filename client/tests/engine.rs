@@ -5,55 +5,18 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use slotline_client::config::FallbackStrategy;
 use slotline_client::{Client, CommitError, Config};
+use slotline_testkit::exec::run_woken;
 use slotline_testkit::LocalCluster;
 
 fn cluster() -> LocalCluster {
     LocalCluster::start().unwrap_or_else(|e| panic!("cannot start a local Redis Cluster: {e}"))
-}
-
-/// Counts wake-ups; never polls anything itself.
-struct CountingWaker(AtomicUsize, thread::Thread);
-
-impl Wake for CountingWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        self.1.unpark();
-    }
-}
-
-/// Polls `fut` only when its waker was called (a strict executor: a future that forgets to
-/// wake hangs here until `limit`, and the test fails).
-fn block_on_woken<F: Future + Unpin>(mut fut: F, limit: Duration) -> Option<F::Output> {
-    let waker_state = Arc::new(CountingWaker(AtomicUsize::new(0), thread::current()));
-    let waker = Waker::from(Arc::clone(&waker_state));
-    let mut cx = Context::from_waker(&waker);
-    let end = Instant::now() + limit;
-    let mut seen = 0;
-    loop {
-        if let Poll::Ready(v) = Pin::new(&mut fut).poll(&mut cx) {
-            return Some(v);
-        }
-        loop {
-            let now = Instant::now();
-            if now >= end {
-                return None;
-            }
-            thread::park_timeout(end - now);
-            let woken = waker_state.0.load(Ordering::SeqCst);
-            if woken != seen {
-                seen = woken;
-                break;
-            }
-        }
-    }
 }
 
 /// Freezes every master (SIGSTOP), runs `f`, and thaws them even if `f` panicked.
@@ -83,7 +46,8 @@ fn an_async_commit_that_is_never_polled_again_is_woken_at_its_deadline() {
     with_masters_frozen(&cluster, || {
         let started = Instant::now();
         let fut = client.commit_async(b"frozen:{1}", b"v");
-        let outcome = block_on_woken(fut, Duration::from_secs(3))
+        let outcome = run_woken(fut, Duration::from_secs(3))
+            .map(|r| r.output)
             .expect("the future was never woken: its deadline went unnoticed");
         let took = started.elapsed();
         assert!(
@@ -110,7 +74,10 @@ fn close_answers_every_queued_and_sent_write() {
                 thread::spawn(move || {
                     let fut = client.commit_async(format!("close:{{{i}}}").as_bytes(), b"v");
                     let started = Instant::now();
-                    (block_on_woken(fut, Duration::from_secs(10)), started)
+                    (
+                        run_woken(fut, Duration::from_secs(10)).map(|r| r.output),
+                        started,
+                    )
                 })
             })
             .collect();
@@ -195,7 +162,7 @@ fn a_panicking_io_thread_fails_pending_and_later_writes_and_shows_in_metrics() {
     );
     let fut = client.commit_async(b"after", b"v");
     assert_eq!(
-        block_on_woken(fut, Duration::from_secs(1)),
+        run_woken(fut, Duration::from_secs(1)).map(|r| r.output),
         Some(Err(CommitError::ClientDead {
             may_have_been_applied: false
         }))

@@ -346,7 +346,6 @@ fn run(duration: Duration) {
         ),
     );
     figure(TEST, "wall time", ms(begun.elapsed()));
-    assert_eq!(tally.total(), calls, "every call got exactly one result");
     assert!(
         tally.get(fault_support::Kind::Ok) > 0,
         "nothing was acknowledged: {tally}"

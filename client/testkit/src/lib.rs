@@ -58,6 +58,7 @@
 
 mod cluster;
 mod error;
+pub mod exec;
 mod process;
 mod server;
 mod tls;
