@@ -221,8 +221,12 @@ fn json_report_has_the_documented_layout_and_round_trips() {
         ("runs.0.lost", "number"),
         ("runs.0.errors", "object"),
         ("runs.0.read_back.keys_checked", "number"),
-        ("runs.0.read_back.missing", "number"),
-        ("runs.0.read_back.stale", "number"),
+        ("runs.0.read_back.acked_checked", "number"),
+        ("runs.0.read_back.lost", "number"),
+        ("runs.0.read_back.phantom", "number"),
+        ("runs.0.read_back.unknown_applied", "number"),
+        ("runs.0.read_back.unknown_absent", "number"),
+        ("runs.0.read_back.foreign", "number"),
         ("runs.0.throughput_per_s", "number"),
         ("runs.0.caller_latency_ms.p50", "number"),
         ("runs.0.caller_latency_ms.p99", "number"),
@@ -247,7 +251,7 @@ fn json_report_has_the_documented_layout_and_round_trips() {
     ] {
         expect(&v, path, kind);
     }
-    assert_eq!(v["schema"], 1);
+    assert_eq!(v["schema"], 2);
     let back: Report = serde_json::from_value(v).unwrap();
     assert_eq!(back, report);
 }

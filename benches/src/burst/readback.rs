@@ -1,18 +1,22 @@
 //! The read-back: is every acknowledged write in Redis?
 //!
-//! After a path has finished (and the sidecar has drained or been stopped), every key that
-//! received at least one acknowledged write is read with pipelined `GET`s, one connection per
-//! master. Each value names the write that produced it (`<seq>|...`).
+//! Every write is `HSET <key> <seq> <payload>` (see [`super::replay`]): a field per write, so
+//! a later write to the same key does not hide an earlier one, and every write can be checked,
+//! not only the last one per key. After a path has finished (and the sidecar has drained or
+//! been stopped), every key that any write went to is read with pipelined `HGETALL`s, one
+//! connection per master, and each write is judged by its caller's outcome:
 //!
-//! # When a key counts as lost
+//! | caller was told | its field in Redis | counted as |
+//! |---|---|---|
+//! | acknowledged | present, holding its payload | fine |
+//! | acknowledged | absent (or another payload) | **lost** |
+//! | refused (not applied) | present | **phantom** |
+//! | refused | absent | fine |
+//! | unknown (may have been applied) | either | `unknown_applied` / `unknown_absent` |
 //!
-//! Let `W` be the key's *last acknowledged write*: the acknowledged write to the key that was
-//! offered last. The key is **lost** when Redis holds no value for it (*missing*), or holds the
-//! value of a write `S` ≠ `W` that cannot legitimately have landed after `W` (*stale*): `S`
-//! was acknowledged before `W` was even offered. A write `S` whose caller got its answer after
-//! `W` was offered overlapped `W`, so either order is correct; and a write whose outcome is
-//! unknown (a timeout after sending) may have landed at any time. A value written by a write
-//! whose caller was told it was *not* applied is counted apart, as a *phantom*.
+//! A field that names no write to its key is **foreign** (it cannot come from this replay,
+//! which starts from an empty cluster). `lost` counts writes, in the same unit as
+//! `acknowledged`, so `lost / acknowledged` is a loss rate.
 
 use std::collections::HashMap;
 
@@ -22,43 +26,44 @@ use super::net::RawConn;
 use super::replay::{seq_of, Outcome, PathRun};
 use super::trace::Trace;
 
-/// `GET`s per pipelined batch.
-const BATCH: usize = 1_000;
+/// `HGETALL`s per pipelined batch.
+const BATCH: usize = 500;
 
-/// The read-back's findings.
+/// The read-back's findings, in writes (except `keys_checked`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReadBack {
-    /// Keys with at least one acknowledged write (all were read).
+    /// Keys read (every key any write went to).
     pub keys_checked: u64,
-    /// Keys whose last acknowledged write is not in Redis (`missing + stale`).
+    /// Acknowledged writes checked (all of them).
+    pub acked_checked: u64,
+    /// Acknowledged writes whose field is absent or holds another payload.
     pub lost: u64,
-    /// Lost keys with no value at all.
-    pub missing: u64,
-    /// Lost keys holding an older write's value.
-    pub stale: u64,
-    /// Keys holding a value from a write its caller was told failed.
+    /// Writes refused (not applied) whose field is present.
     pub phantom: u64,
+    /// Writes with an unknown outcome whose field is present.
+    pub unknown_applied: u64,
+    /// Writes with an unknown outcome whose field is absent.
+    pub unknown_absent: u64,
+    /// Fields that name no write to their key.
+    pub foreign: u64,
 }
 
-/// Reads back every key `run` acknowledged a write to, from the masters in `map`.
+/// Reads back every key `run` sent a write to, from the masters in `map`, and judges every
+/// write (see the [module docs](self)).
 ///
 /// # Errors
 ///
-/// A message naming the master that could not be read.
+/// A message naming the master that could not be read, or a reply that is not a hash.
 pub fn read_back(map: &NodeMap, trace: &Trace, run: &PathRun) -> Result<ReadBack, String> {
-    // Per key: the last acknowledged write (latest offer time, then highest index).
-    let mut last: HashMap<u32, (u64, usize)> = HashMap::new();
+    // Per key: the writes offered to it, by index.
+    let mut writes: HashMap<u32, Vec<usize>> = HashMap::new();
     for (i, r) in run.records.iter().enumerate() {
-        if r.outcome == Outcome::Ok {
-            let key = trace.events[i].key;
-            let entry = last.entry(key).or_insert((r.send_us, i));
-            if (r.send_us, i) > *entry {
-                *entry = (r.send_us, i);
-            }
+        if r.outcome != Outcome::Pending {
+            writes.entry(trace.events[i].key).or_default().push(i);
         }
     }
     let mut by_master: HashMap<String, Vec<u32>> = HashMap::new();
-    for &key in last.keys() {
+    for &key in writes.keys() {
         let name = &trace.keys[key as usize];
         let master = map
             .master_addr(key_slot(name.as_bytes()))
@@ -66,7 +71,7 @@ pub fn read_back(map: &NodeMap, trace: &Trace, run: &PathRun) -> Result<ReadBack
         by_master.entry(master.to_string()).or_default().push(key);
     }
     let mut found = ReadBack {
-        keys_checked: last.len() as u64,
+        keys_checked: writes.len() as u64,
         ..ReadBack::default()
     };
     let mut cmd = Vec::with_capacity(64 * 1024);
@@ -77,57 +82,154 @@ pub fn read_back(map: &NodeMap, trace: &Trace, run: &PathRun) -> Result<ReadBack
             for &k in chunk {
                 slotline_router::write_command(
                     &mut cmd,
-                    &[b"GET", trace.keys[k as usize].as_bytes()],
+                    &[b"HGETALL", trace.keys[k as usize].as_bytes()],
                 );
             }
             std::io::Write::write_all(&mut conn.stream, &cmd)
                 .map_err(|e| format!("{master}: {e}"))?;
             for &k in chunk {
+                let name = &trace.keys[k as usize];
                 let value = conn.read_value().map_err(|e| format!("{master}: {e}"))?;
-                let (w_send, w_idx) = last[&k];
-                match value {
-                    Value::Nil => {
-                        found.missing += 1;
-                        found.lost += 1;
-                    }
-                    Value::Bulk(v) => {
-                        let s = seq_of(&v).map(|s| s as usize);
-                        let verdict = match s {
-                            Some(s) if s == w_idx => Verdict::Ok,
-                            Some(s) if s < run.records.len() && trace.events[s].key == k => {
-                                let r = run.records[s];
-                                match r.outcome {
-                                    Outcome::Refused => Verdict::Phantom,
-                                    Outcome::Ok if r.done_us < w_send => Verdict::Stale,
-                                    _ => Verdict::Ok,
-                                }
-                            }
-                            _ => Verdict::Stale,
-                        };
-                        match verdict {
-                            Verdict::Ok => {}
-                            Verdict::Stale => {
-                                found.stale += 1;
-                                found.lost += 1;
-                            }
-                            Verdict::Phantom => found.phantom += 1,
-                        }
-                    }
-                    other => {
-                        return Err(format!(
-                            "{master}: GET {} answered {other:?}",
-                            trace.keys[k as usize]
-                        ))
-                    }
-                }
+                let fields = hash_fields(value)
+                    .map_err(|other| format!("{master}: HGETALL {name} answered {other:?}"))?;
+                judge(&mut found, &writes[&k], &fields, run);
             }
         }
     }
     Ok(found)
 }
 
-enum Verdict {
-    Ok,
-    Stale,
-    Phantom,
+/// A `HGETALL` reply as field → value (RESP2 flat array or RESP3 map).
+fn hash_fields(value: Value) -> Result<HashMap<Vec<u8>, Vec<u8>>, Value> {
+    let items = match value {
+        Value::Array(items) if items.len() % 2 == 0 => items,
+        Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+        other => return Err(other),
+    };
+    let mut fields = HashMap::with_capacity(items.len() / 2);
+    let mut items = items.into_iter();
+    while let (Some(field), Some(value)) = (items.next(), items.next()) {
+        match (field, value) {
+            (Value::Bulk(f), Value::Bulk(v)) => {
+                fields.insert(f, v);
+            }
+            (f, _) => return Err(f),
+        }
+    }
+    Ok(fields)
+}
+
+/// Judges the writes `to_key` (event indices) against the fields their key holds.
+fn judge(
+    found: &mut ReadBack,
+    to_key: &[usize],
+    fields: &HashMap<Vec<u8>, Vec<u8>>,
+    run: &PathRun,
+) {
+    let mut named = 0;
+    for &i in to_key {
+        let field = field_name(i as u64);
+        let present = fields
+            .get(field.as_bytes())
+            .is_some_and(|v| seq_of(v) == Some(i as u64));
+        named += usize::from(fields.contains_key(field.as_bytes()));
+        match (run.records[i].outcome, present) {
+            (Outcome::Ok, true) => found.acked_checked += 1,
+            (Outcome::Ok, false) => {
+                found.acked_checked += 1;
+                found.lost += 1;
+            }
+            (Outcome::Refused, true) => found.phantom += 1,
+            (Outcome::Unknown, true) => found.unknown_applied += 1,
+            (Outcome::Unknown, false) => found.unknown_absent += 1,
+            (Outcome::Refused, false) | (Outcome::Pending, _) => {}
+        }
+    }
+    found.foreign += (fields.len() - named) as u64;
+}
+
+/// The hash field write `seq` sets: its decimal sequence number.
+pub fn field_name(seq: u64) -> String {
+    seq.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::burst::replay::{payload, Record};
+
+    fn run(outcomes: &[Outcome]) -> PathRun {
+        PathRun {
+            records: outcomes
+                .iter()
+                .map(|&outcome| Record {
+                    outcome,
+                    ..Record::default()
+                })
+                .collect(),
+            ..PathRun::default()
+        }
+    }
+
+    fn hash(seqs: &[u64]) -> HashMap<Vec<u8>, Vec<u8>> {
+        seqs.iter()
+            .map(|&s| {
+                let mut v = Vec::new();
+                payload(s, 32, &mut v);
+                (field_name(s).into_bytes(), v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_write_is_judged_by_what_its_caller_was_told() {
+        use Outcome::{Ok, Refused, Unknown};
+        let run = run(&[Ok, Ok, Refused, Refused, Unknown, Unknown, Ok]);
+        let mut found = ReadBack::default();
+        // Write 1 (acknowledged) is missing even though a later write to the key (6) landed:
+        // the last-value check this replaces could not see that.
+        judge(
+            &mut found,
+            &[0, 1, 2, 3, 4, 5, 6],
+            &hash(&[0, 3, 4, 6, 99]),
+            &run,
+        );
+        assert_eq!(
+            found,
+            ReadBack {
+                keys_checked: 0,
+                acked_checked: 3,
+                lost: 1,
+                phantom: 1,
+                unknown_applied: 1,
+                unknown_absent: 1,
+                foreign: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn a_field_holding_another_writes_payload_is_lost() {
+        let run = run(&[Outcome::Ok]);
+        let mut fields = hash(&[7]);
+        let wrong = fields.remove(b"7".as_slice()).expect("field 7");
+        fields.insert(b"0".to_vec(), wrong);
+        let mut found = ReadBack::default();
+        judge(&mut found, &[0], &fields, &run);
+        assert_eq!((found.acked_checked, found.lost, found.foreign), (1, 1, 0));
+    }
+
+    #[test]
+    fn hgetall_replies_parse_in_both_protocols() {
+        let bulk = |s: &str| Value::Bulk(s.as_bytes().to_vec());
+        let resp2 = Value::Array(vec![bulk("1"), bulk("a"), bulk("2"), bulk("b")]);
+        let resp3 = Value::Map(vec![(bulk("1"), bulk("a")), (bulk("2"), bulk("b"))]);
+        for reply in [resp2, resp3] {
+            let fields = hash_fields(reply).expect("a hash");
+            assert_eq!(fields.len(), 2);
+            assert_eq!(fields[b"2".as_slice()], b"b");
+        }
+        assert!(hash_fields(Value::Array(vec![bulk("odd")])).is_err());
+        assert!(hash_fields(Value::Int(3)).is_err());
+    }
 }

@@ -8,17 +8,19 @@
 //! latency is measured from the event's *scheduled* time, so time spent waiting for a caller
 //! thread, for a socket, or for CPU counts against the path.
 //!
-//! - **slotline**: a caller calls [`Client::commit_async`] and keeps the future; each caller
-//!   thread is a small executor that polls its futures when their waker fires (or every 50 ms,
-//!   for deadlines). The caller sees the outcome when Redis replied (or when backpressure
-//!   refused the write), so caller latency *is* "until in Redis".
-//! - **sidecar**: each caller thread owns one TCP connection to the proxy. It writes a `SET`
-//!   per event; a reader thread on the same connection matches the replies, in order.
+//! - **slotline**: a caller calls [`Client::commit_cmd_async`] and keeps the future; each
+//!   caller thread is a small executor that polls its futures when their waker fires (or every
+//!   50 ms, for deadlines). The caller sees the outcome when Redis replied (or when
+//!   backpressure refused the write), so caller latency *is* "until in Redis".
+//! - **sidecar**: each caller thread owns one TCP connection to the proxy. It writes one
+//!   command per event; a reader thread on the same connection matches the replies, in order.
 //!   The caller latency ends at `+OK` (the proxy's enqueue); "until in Redis" ends when the
 //!   proxy's flush batch holding the write was confirmed, which the proxy reports.
 //!
-//! Each write's value is unique, `<seq>|<lat>,<lon>|` padded to the event's size, `seq` being
-//! the event's index in the trace; the read-back uses it to tell which write a key holds.
+//! Every write is `HSET <key> <seq> <payload>`, `seq` being the event's index in the trace:
+//! one field per write, so that the read-back can check every write, not only the last one
+//! per key ([`super::readback`]). The payload is unique too, `<seq>|<lat>,<lon>|` padded to
+//! the event's size; the sidecar reads `seq` from it to report when each write was confirmed.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -31,8 +33,9 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use slotline_client::{Client, CommitError, CommitFuture};
+use slotline_client::{Client, CommitError, ReplyFuture};
 
+use super::readback::field_name;
 use super::sidecar::{kernel_queue_bytes, unix_us};
 use super::trace::Trace;
 
@@ -207,7 +210,7 @@ impl Wake for SlotWake {
 
 /// A commit in flight on a caller thread.
 struct InFlight {
-    fut: CommitFuture,
+    fut: ReplyFuture,
     waker: Waker,
     idx: usize,
     send_us: u64,
@@ -314,7 +317,12 @@ fn slotline_caller(s: &Schedule<'_>, client: &Client) -> CallerResult {
             list: Arc::clone(&list),
         }));
         slab[id] = Some(InFlight {
-            fut: client.commit_async(s.trace.key_of(&e).as_bytes(), &value),
+            fut: client.commit_cmd_async(
+                redis::cmd("HSET")
+                    .arg(s.trace.key_of(&e))
+                    .arg(field_name(i as u64))
+                    .arg(&value[..]),
+            ),
             waker,
             idx: i,
             send_us: now,
@@ -458,9 +466,15 @@ fn sidecar_caller(s: &Schedule<'_>, addr: &str) -> Result<CallerResult, String> 
             let now = s.wait_until(e.t_us);
             payload(i as u64, e.bytes, &mut value);
             cmd.clear();
+            let field = field_name(i as u64);
             slotline_router::write_command(
                 &mut cmd,
-                &[b"SET", s.trace.key_of(&e).as_bytes(), &value],
+                &[
+                    b"HSET",
+                    s.trace.key_of(&e).as_bytes(),
+                    field.as_bytes(),
+                    &value,
+                ],
             );
             tx.send((i, now)).expect("reader alive");
             s.offered.fetch_add(1, Ordering::Relaxed);

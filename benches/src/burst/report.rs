@@ -7,7 +7,8 @@
 //!   the caller got an error and the write was not applied. **unknown**: an error after which
 //!   the write may have been applied (timeouts after sending). **pending**: no answer at the
 //!   end; always 0 for a finished replay, so `offered = acknowledged + rejected + unknown`.
-//! - **lost**: see [`super::readback`]: keys whose last acknowledged write is not in Redis.
+//! - **lost**: see [`super::readback`]: acknowledged writes whose field is not in Redis, in
+//!   writes, so `lost / acknowledged` is the loss rate.
 //! - **caller latency**: from the event's scheduled time to the caller learning the outcome
 //!   (every outcome). **until in Redis**: from the scheduled time to Redis confirming the
 //!   write (acknowledged writes that Redis confirmed). For slotline the two are the same
@@ -31,7 +32,7 @@ use super::sidecar::SidecarParams;
 use super::trace::{RateStats, Trace};
 
 /// Version of the JSON layout; bump it when a field changes meaning.
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 /// Width of one time-series bucket, milliseconds.
 pub const BUCKET_MS: u64 = 100;
 
@@ -248,7 +249,7 @@ pub struct PathReport {
     pub after_ack_failures: BTreeMap<String, u64>,
     /// The read-back.
     pub read_back: ReadBack,
-    /// Writes acknowledged and then lost: the read-back's lost keys.
+    /// Acknowledged writes the read-back did not find (writes, as `acknowledged`).
     pub lost: u64,
     /// From the start until the last write was in Redis, seconds.
     pub duration_s: f64,
