@@ -2,7 +2,7 @@
 
 use slotline_router::{
     parse_resp, Addr, AddrError, NodeMap, Redirect, RedirectError, RedirectKind, RespError, Role,
-    Slot, TopologyError, Value, MAX_DEPTH,
+    Slot, SlotRange, TopologyError, Value, MAX_DEPTH, SLOT_COUNT,
 };
 
 fn bulk(s: &str) -> Value {
@@ -383,4 +383,105 @@ fn shard_without_master_leaves_its_slots_as_holes() {
     let map = NodeMap::from_cluster_shards(&reply).unwrap();
     assert_eq!(map.master(Slot::MIN), None);
     assert_eq!(map.masters().count(), 0);
+}
+
+/// Ranges as text, for comparing with a literal.
+fn shown(ranges: &[SlotRange]) -> Vec<String> {
+    ranges.iter().map(ToString::to_string).collect()
+}
+
+/// Asserts that the ranges of each distinct master address, plus the holes, cover every slot
+/// exactly once (what a client routing by address relies on).
+fn assert_addresses_and_holes_partition_the_slots(map: &NodeMap) {
+    let mut count = vec![0u8; usize::from(SLOT_COUNT)];
+    let mut addrs: Vec<&Addr> = map.masters().map(|m| &m.addr).collect();
+    addrs.sort_by_key(|a| a.to_string());
+    addrs.dedup();
+    for ranges in addrs
+        .iter()
+        .map(|a| map.slot_ranges(a))
+        .chain([map.holes()])
+    {
+        for slot in ranges.iter().flat_map(SlotRange::iter) {
+            count[slot.index()] += 1;
+        }
+    }
+    let wrong: Vec<usize> = (0..count.len()).filter(|&i| count[i] != 1).collect();
+    assert!(
+        wrong.is_empty(),
+        "{} slots counted other than once, first {:?}; map {map:?}",
+        wrong.len(),
+        wrong.first()
+    );
+}
+
+/// A node that restarted with a new id (its `nodes.conf` lost) is listed under both ids, at one
+/// address, until the cluster forgets the old id.
+#[test]
+fn cluster_slots_two_ids_at_one_address_report_every_slot_of_that_address() {
+    let node = |host: &str, port: i64, id: &str| {
+        Value::Array(vec![
+            bulk(host),
+            Value::Int(port),
+            bulk(id),
+            Value::Array(vec![]),
+        ])
+    };
+    let entry = |start: i64, end: i64, master: Value| {
+        Value::Array(vec![Value::Int(start), Value::Int(end), master])
+    };
+    let old_id = "07c37dfeb235213a872192d90877d0cd55635b91";
+    let new_id = "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca";
+    let other_id = "67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1";
+    let reply = Value::Array(vec![
+        entry(0, 5460, node("10.0.0.1", 7000, old_id)),
+        entry(5461, 10922, node("10.0.0.2", 7001, other_id)),
+        entry(10923, 16383, node("10.0.0.1", 7000, new_id)),
+    ]);
+    let map = NodeMap::from_cluster_slots(&reply).unwrap();
+    let restarted = Addr::new("10.0.0.1", 7000);
+    // Both ids are kept (the server lists them as two nodes)...
+    let ids: Vec<_> = map.masters().map(|m| m.id.as_deref()).collect();
+    assert_eq!(ids, [Some(old_id), Some(other_id), Some(new_id)]);
+    // ...but a client connects by address, and that address serves both ids' slots.
+    assert_eq!(
+        shown(&map.slot_ranges(&restarted)),
+        ["0-5460", "10923-16383"]
+    );
+    assert_eq!(map.master_addr(Slot::MIN), Some(&restarted));
+    assert_eq!(map.master_addr(Slot::MAX), Some(&restarted));
+    assert!(map.is_complete());
+    assert_addresses_and_holes_partition_the_slots(&map);
+}
+
+#[test]
+fn cluster_shards_two_ids_at_one_address_report_every_slot_of_that_address() {
+    let shard = |slots: [i64; 2], nodes: Vec<Value>| {
+        Value::Map(vec![
+            (
+                bulk("slots"),
+                Value::Array(slots.into_iter().map(Value::Int).collect()),
+            ),
+            (bulk("nodes"), Value::Array(nodes)),
+        ])
+    };
+    let reply = Value::Array(vec![
+        shard([0, 99], vec![shards_node("old", 7000, "master")]),
+        shard([100, 199], vec![shards_node("b", 7001, "master")]),
+        shard(
+            [200, 16383],
+            vec![
+                shards_node("new", 7000, "master"),
+                shards_node("r", 7003, "replica"),
+            ],
+        ),
+    ]);
+    let map = NodeMap::from_cluster_shards(&reply).unwrap();
+    let restarted = Addr::new("10.0.0.1", 7000);
+    assert_eq!(shown(&map.slot_ranges(&restarted)), ["0-99", "200-16383"]);
+    assert_eq!(map.shards().len(), 3);
+    // Each shard keeps its own replicas.
+    assert!(map.replicas(Slot::MIN).is_empty());
+    assert_eq!(map.replicas(Slot::MAX)[0].addr.port(), 7003);
+    assert_addresses_and_holes_partition_the_slots(&map);
 }
