@@ -136,6 +136,10 @@ fuzz_target!(|case: Case| {
             assert!(!got[slot.index()], "slot {slot} listed twice");
             got[slot.index()] = true;
         }
-        assert!(got == want, "slot_ranges({}) differs from the reply", master.addr);
+        assert!(
+            got == want,
+            "slot_ranges({}) differs from the reply",
+            master.addr
+        );
     }
 });
