@@ -918,7 +918,7 @@ pub(crate) fn server_error_text(err: &ServerError) -> String {
 /// Deepest nesting of aggregates accepted in one reply. The write path's replies are flat;
 /// `CLUSTER SHARDS` nests four levels. The limit keeps a hostile reply from exhausting the
 /// stack of the recursive decoder that runs after framing.
-const MAX_REPLY_DEPTH: usize = 32;
+pub(crate) const MAX_REPLY_DEPTH: usize = 32;
 
 /// The length of the first complete RESP frame in `buf`, `None` if more bytes are needed, or
 /// why the bytes cannot be a reply.
@@ -926,7 +926,7 @@ const MAX_REPLY_DEPTH: usize = 32;
 /// Iterative with a fixed-size stack: `todo[depth]` counts the elements still to be framed at
 /// each nesting level, and an aggregate header opens a level with its element count. RESP2 and
 /// RESP3 types are both understood.
-fn frame_len(buf: &[u8]) -> Result<Option<usize>, &'static str> {
+pub(crate) fn frame_len(buf: &[u8]) -> Result<Option<usize>, &'static str> {
     let mut todo = [0u64; MAX_REPLY_DEPTH];
     let mut depth = 0;
     todo[0] = 1;

@@ -199,6 +199,45 @@ mod route;
 mod timer;
 mod trace;
 
+/// Private functions exposed for the fuzz targets in the repository's `fuzz/` directory. Not
+/// part of the API: they may change or go away in any release.
+#[doc(hidden)]
+pub mod __fuzz {
+    /// The reply scanner [`Conn::read_reply`](crate::Conn::read_reply) cuts frames with: the
+    /// length of the first complete RESP frame in `buf`, `Ok(None)` when more bytes are
+    /// needed, or why the bytes cannot be a reply.
+    ///
+    /// # Errors
+    ///
+    /// A static message: an unknown type byte, a bad length, a bulk string not followed by
+    /// CRLF, or nesting deeper than [`MAX_REPLY_DEPTH`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::__fuzz::frame_len;
+    ///
+    /// assert_eq!(frame_len(b"$3\r\nfoo\r\n+OK\r\n"), Ok(Some(9)));
+    /// assert_eq!(frame_len(b"$3\r\nfo"), Ok(None));
+    /// assert_eq!(frame_len(b"?\r\n"), Err("unknown RESP type byte"));
+    /// ```
+    pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, &'static str> {
+        crate::conn::frame_len(buf)
+    }
+
+    /// The deepest nesting of aggregates [`frame_len`] accepts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_client::__fuzz::{frame_len, MAX_REPLY_DEPTH};
+    ///
+    /// let deep = b"*1\r\n".repeat(MAX_REPLY_DEPTH);
+    /// assert_eq!(frame_len(&deep), Err("reply nested too deeply"));
+    /// ```
+    pub const MAX_REPLY_DEPTH: usize = crate::conn::MAX_REPLY_DEPTH;
+}
+
 pub use client::{BatchFuture, Client, CommitFuture, ReplyFuture};
 pub use config::{Config, ConfigError, FallbackStrategy, NodeAddr};
 pub use conn::tls::{TlsConnector, TlsError};

@@ -1,5 +1,8 @@
 //! Valid-looking topology replies built from structured input, encoded to RESP bytes, decoded
-//! and parsed back: the map must be accepted and agree, slot by slot, with what was built.
+//! and parsed back: the map must be accepted and agree, slot by slot, with what was built, and
+//! `slot_ranges` of each master address must be exactly the slots built for that address (a
+//! shard can reuse the previous shard's address under a new node id, as a node restarted with a
+//! new id is listed).
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -20,6 +23,8 @@ struct ShardSpec {
     ranges: Vec<(u16, u16)>,
     replicas: u8,
     ipv6: bool,
+    /// The previous shard's address, with this shard's own node id.
+    same_addr_as_previous: bool,
 }
 
 fn bulk(s: &str) -> Value {
@@ -37,9 +42,13 @@ fn fields(resp3: bool, pairs: Vec<(&str, Value)>) -> Value {
 fuzz_target!(|case: Case| {
     let mut owner: Vec<Option<Addr>> = vec![None; 16384];
     let mut entries = Vec::new();
+    let mut previous: Option<(&str, i64)> = None;
     for (i, spec) in case.shards.iter().take(64).enumerate() {
-        let host = if spec.ipv6 { "::1" } else { "127.0.0.1" };
-        let port = 1000 + i as i64;
+        let (host, port) = match previous {
+            Some(prev) if spec.same_addr_as_previous => prev,
+            _ => (if spec.ipv6 { "::1" } else { "127.0.0.1" }, 1000 + i as i64),
+        };
+        previous = Some((host, port));
         let addr = Addr::new(host, port as u16);
         // Keep only ranges that do not overlap earlier ones.
         let mut ranges = Vec::new();
@@ -115,6 +124,22 @@ fuzz_target!(|case: Case| {
             map.master_addr(slot),
             owner[slot.index()].as_ref(),
             "slot {slot}"
+        );
+    }
+    for master in map.masters() {
+        let mut want = vec![false; 16384];
+        for (slot, o) in owner.iter().enumerate() {
+            want[slot] = o.as_ref() == Some(&master.addr);
+        }
+        let mut got = vec![false; 16384];
+        for slot in map.slot_ranges(&master.addr).iter().flat_map(|r| r.iter()) {
+            assert!(!got[slot.index()], "slot {slot} listed twice");
+            got[slot.index()] = true;
+        }
+        assert!(
+            got == want,
+            "slot_ranges({}) differs from the reply",
+            master.addr
         );
     }
 });

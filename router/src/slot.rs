@@ -288,13 +288,21 @@ pub fn hash_tag(key: &[u8]) -> &[u8] {
     }
 }
 
+/// The shortest haystack [`find_byte`] hands to `memchr`: from 16 bytes up to this one it
+/// uses inline SSE2 on x86-64.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+const MEMCHR_MIN_LEN: usize = 128;
+/// The shortest haystack [`find_byte`] hands to `memchr` (no inline SSE2 scan here).
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+const MEMCHR_MIN_LEN: usize = 16;
+
 /// Position of the first `needle` in `hay`.
 #[inline(always)]
 fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
     match hay.len() {
         #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-        16..=127 => sse2::find_byte(needle, hay),
-        16.. => memchr::memchr(needle, hay),
+        16..MEMCHR_MIN_LEN => sse2::find_byte(needle, hay),
+        MEMCHR_MIN_LEN.. => memchr::memchr(needle, hay),
         8..=15 => {
             let (Some(head), Some(tail)) = (hay.first_chunk::<8>(), hay.last_chunk::<8>()) else {
                 return None;
@@ -409,6 +417,19 @@ pub mod paths {
 
     /// The longest key the fused short-key path takes.
     pub const SHORT_MAX_LEN: usize = short::MAX_LEN;
+
+    /// The shortest haystack the general path's brace scan hands to `memchr` (128 on x86-64,
+    /// where shorter ones from 16 bytes take an inline SSE2 scan; 16 elsewhere). A key takes
+    /// `memchr` for its `{` when it is at least this long, and for its `}` when at least this
+    /// many bytes follow the `{`.
+    pub const MEMCHR_MIN_LEN: usize = super::MEMCHR_MIN_LEN;
+
+    /// The general path's byte scan (SWAR, SSE2 or `memchr` by length, as `key_slot` uses it):
+    /// the position of the first `needle` in `hay`.
+    #[must_use]
+    pub fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
+        super::find_byte(needle, hay)
+    }
 
     /// The general path, whatever the length: vectorised scan, then [`crc16`].
     #[must_use]

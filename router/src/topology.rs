@@ -14,6 +14,12 @@
 //!   node is `[host, port, id?, metadata?]`. A master serving several ranges appears once per
 //!   range; entries are merged by node id (or address without one).
 //!
+//! Shards are kept as the server lists them, so two masters can share an address: a node that
+//! restarted with a new id (its `nodes.conf` lost) is listed under the old id and the new one
+//! until the cluster forgets the old. Each is a [`Shard`] of its own (with its own replicas),
+//! but a client connects by address, so the queries by address ([`NodeMap::slot_ranges`])
+//! answer for every shard whose master is at that address: no slot is left out.
+//!
 //! A host the server does not know (`NULL`, or `?` as endpoint) is kept empty: it means "the node
 //! that sent the reply", as in redirects ([`Addr::or_host`]).
 
@@ -180,12 +186,14 @@ pub struct NodeMap {
 
 impl fmt::Debug for NodeMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Per shard, not per address: two shards can have masters at one address.
         let ranges: Vec<(String, String)> = self
             .shards
             .iter()
-            .map(|s| {
+            .enumerate()
+            .map(|(i, s)| {
                 let r: Vec<String> = self
-                    .slot_ranges(&s.master.addr)
+                    .ranges_where(|o| usize::from(o) == i)
                     .iter()
                     .map(ToString::to_string)
                     .collect();
@@ -518,6 +526,8 @@ impl NodeMap {
     }
 
     /// Every known master (including ones a `MOVED` left without slots), in discovery order.
+    /// Two masters can share an address (see the module docs): deduplicate by address when
+    /// counting places to connect to.
     ///
     /// # Examples
     ///
@@ -540,8 +550,13 @@ impl NodeMap {
         &self.shards
     }
 
-    /// The slot ranges served by the master at `addr`, ascending and maximal (adjacent slots
-    /// merged); empty if `addr` is not a master or serves nothing.
+    /// The slot ranges served at `addr`, ascending and maximal (adjacent slots merged); empty
+    /// if no master is at `addr` or it serves nothing.
+    ///
+    /// Every shard whose master is at `addr` counts: a reply can list two node ids at one
+    /// address (a node restarted with a new id, see the module docs), and the slots of both
+    /// are served there. So the ranges of each distinct master address, plus
+    /// [`holes`](NodeMap::holes), cover every slot exactly once.
     ///
     /// # Examples
     ///
@@ -555,12 +570,28 @@ impl NodeMap {
     /// let ranges: Vec<String> = map.slot_ranges(&a).iter().map(|r| r.to_string()).collect();
     /// assert_eq!(ranges, ["0-99", "101-16383"]);
     /// ```
+    ///
+    /// Two node ids at one address, in a `CLUSTER SLOTS` reply:
+    ///
+    /// ```
+    /// use slotline_router::{parse_resp, Addr, NodeMap};
+    ///
+    /// let raw = b"*2\r\n\
+    ///     *3\r\n:0\r\n:99\r\n*3\r\n$1\r\nh\r\n:7000\r\n$3\r\nold\r\n\
+    ///     *3\r\n:100\r\n:16383\r\n*3\r\n$1\r\nh\r\n:7000\r\n$3\r\nnew\r\n";
+    /// let map = NodeMap::from_cluster_slots(&parse_resp(raw).unwrap().0).unwrap();
+    /// assert_eq!(map.masters().count(), 2);
+    /// let ranges: Vec<String> =
+    ///     map.slot_ranges(&Addr::new("h", 7000)).iter().map(|r| r.to_string()).collect();
+    /// assert_eq!(ranges, ["0-16383"]);
+    /// ```
     #[must_use]
     pub fn slot_ranges(&self, addr: &Addr) -> Vec<SlotRange> {
-        match self.shards.iter().position(|s| &s.master.addr == addr) {
-            Some(i) => self.ranges_where(|o| usize::from(o) == i),
-            None => Vec::new(),
+        let at_addr: Vec<bool> = self.shards.iter().map(|s| &s.master.addr == addr).collect();
+        if !at_addr.contains(&true) {
+            return Vec::new();
         }
+        self.ranges_where(|o| at_addr.get(usize::from(o)).copied().unwrap_or(false))
     }
 
     /// The slots no master serves, as maximal ranges.

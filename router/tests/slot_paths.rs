@@ -195,7 +195,8 @@ fn short_path_takes_keys_up_to_its_limit_only() {
 fn key_slot_matches_reference_for_brace_positions_at_every_length() {
     // Braces at every pair of positions, in keys of every length up to 80 and at a few offsets:
     // covers each branch of the fused short-key path (both scans), and of the general path's
-    // SWAR, SSE2 and memchr scans.
+    // SWAR and SSE2 scans (`memchr` only where it starts at 16 bytes: see
+    // `key_slot_matches_reference_when_memchr_finds_both_braces` for x86-64).
     let base = bytes(96, 11);
     for len in 0..=80usize {
         for offset in 0..3 {
@@ -221,6 +222,101 @@ fn key_slot_matches_reference_for_brace_positions_at_every_length() {
                             assert_every_slot_path(&k2);
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn memchr_threshold_is_where_the_sse2_scan_stops() {
+    let want = if cfg!(all(target_arch = "x86_64", target_feature = "sse2")) {
+        128
+    } else {
+        16
+    };
+    assert_eq!(slot_paths::MEMCHR_MIN_LEN, want);
+    eprintln!("memchr scan from {} bytes", slot_paths::MEMCHR_MIN_LEN);
+}
+
+#[test]
+fn find_byte_matches_a_byte_loop_on_both_sides_of_the_memchr_threshold() {
+    // Lengths from the last SSE2 (or SWAR) length to well into memchr's range, at offsets
+    // covering memchr's 16- and 32-byte block alignments, with the needle at every position,
+    // twice, and absent.
+    let min = slot_paths::MEMCHR_MIN_LEN;
+    let buf = {
+        let mut b = bytes(4096 + 32, 13);
+        for x in &mut b {
+            if *x == b'{' {
+                *x = b'x';
+            }
+        }
+        b
+    };
+    let lengths = (min - 1..=min + 70).chain([2 * min - 1, 2 * min, 2 * min + 1, 1000, 4096]);
+    for len in lengths {
+        for offset in [0, 1, 7, 15, 16, 31] {
+            let hay = &buf[offset..offset + len];
+            assert_eq!(slot_paths::find_byte(b'{', hay), None, "len {len}");
+            let step = if len > 300 { 37 } else { 1 };
+            for at in (0..len).step_by(step) {
+                let mut h = hay.to_vec();
+                h[at] = b'{';
+                if let Some(later) = h.get_mut(at + 1 + (at % 40)) {
+                    *later = b'{';
+                }
+                assert_eq!(
+                    slot_paths::find_byte(b'{', &h),
+                    Some(at),
+                    "len {len}, offset {offset}, needle at {at}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn key_slot_matches_reference_when_memchr_finds_both_braces() {
+    // Keys long enough that the `{` search and the `}` search after it both take memchr (the
+    // assert below says so), with `{` at every such position and `}` at every position after
+    // it, or absent, or followed by a second `{`.
+    let min = slot_paths::MEMCHR_MIN_LEN;
+    for len in [min + 1, min + 33, min + 64, 2 * min + 17] {
+        let mut key = bytes(len, len as u64);
+        for b in &mut key {
+            if *b == b'{' || *b == b'}' {
+                *b = b'x';
+            }
+        }
+        assert_every_slot_path(&key);
+        for open in 0..len - min {
+            let mut k = key.clone();
+            k[open] = b'{';
+            // The `{` search scans the whole key, the `}` search the bytes after the `{`.
+            let after_open = &k[open + 1..];
+            assert!(
+                k.len() >= min && after_open.len() >= min,
+                "memchr scans both"
+            );
+            assert_every_slot_path(&k);
+            for close in open + 1..len {
+                let mut k2 = k.clone();
+                k2[close] = b'}';
+                let want = if close > open + 1 {
+                    slot_of_bytes(&k2[open + 1..close])
+                } else {
+                    slot_of_bytes(&k2)
+                };
+                assert_eq!(
+                    key_slot(&k2).get(),
+                    want,
+                    "len {len}, {{ at {open}, }} at {close}"
+                );
+                assert_every_slot_path(&k2);
+                if let Some(second) = (open + 1..close).next() {
+                    k2[second] = b'{';
+                    assert_every_slot_path(&k2);
                 }
             }
         }
