@@ -19,7 +19,10 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(a.rate, 20_000.0);
     assert_eq!(a.burst_factor, 10.0);
     assert_eq!(a.paths, [PathKind::Sidecar, PathKind::Slotline]);
-    assert_eq!(a.traces, [TraceKind::Heavy, TraceKind::Poisson]);
+    assert_eq!(
+        a.traces,
+        [TraceKind::Heavy, TraceKind::HeavyOutage, TraceKind::Poisson]
+    );
     assert_eq!(a.sidecar.depth, 10_000);
     assert!(!a.sidecar.enforce);
     assert_eq!(a.sidecar.window, Duration::from_millis(100));
@@ -38,7 +41,11 @@ fn flags_set_their_values() {
         "--paths",
         "slotline",
         "--traces",
-        "poisson,heavy",
+        "poisson,heavy,heavy-outage",
+        "--outage",
+        "1500ms",
+        "--sidecar-timeout",
+        "250ms",
         "--sidecar-enforce",
         "--sidecar-depth",
         "500",
@@ -59,7 +66,12 @@ fn flags_set_their_values() {
     assert_eq!(a.duration, Duration::from_millis(2500));
     assert_eq!((a.rate, a.burst_factor, a.seed), (5000.0, 4.0, 9));
     assert_eq!(a.paths, [PathKind::Slotline]);
-    assert_eq!(a.traces, [TraceKind::Poisson, TraceKind::Heavy]);
+    assert_eq!(
+        a.traces,
+        [TraceKind::Poisson, TraceKind::Heavy, TraceKind::HeavyOutage]
+    );
+    assert_eq!(a.outage, Duration::from_millis(1500));
+    assert_eq!(a.sidecar.timeout, Duration::from_millis(250));
     assert!(a.sidecar.enforce);
     assert_eq!(
         (a.sidecar.depth, a.sidecar.window),

@@ -107,3 +107,71 @@ fn offered_equals_acknowledged_plus_refused_and_slotline_loses_nothing() {
     assert_eq!(r.in_redis_latency_ms.count, r.acknowledged - dropped);
     let _ = std::fs::remove_dir_all(outputs.json.parent().unwrap());
 }
+
+/// The `heavy-outage` scenario freezes the whole local cluster at the top of the burst:
+/// slotline's callers see typed errors for what could not be confirmed, and nothing slotline
+/// acknowledged is missing; the sidecar keeps acknowledging and gives up batches upstream.
+#[test]
+fn an_outage_fails_slotline_writes_visibly_and_loses_none_it_acknowledged() {
+    let mut a = Args {
+        duration: Duration::from_secs(3),
+        rate: 2_000.0,
+        burst_factor: 6.0,
+        seed: 7,
+        users: 2_000,
+        traces: vec![TraceKind::HeavyOutage],
+        // Longer than slotline's commit timeout (1 s in geo_shard_client.yaml) and than the
+        // sidecar's request timeout.
+        outage: Duration::from_millis(1500),
+        callers: 4,
+        out: std::env::temp_dir().join(format!("burst-e2e-{}-outage", std::process::id())),
+        progress: false,
+        proxy_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_burst"))),
+        ..Args::default()
+    };
+    a.sidecar.timeout = Duration::from_millis(200);
+    let (report, outputs) = run(&a, "burst (test, outage)").unwrap();
+    assert_eq!(report.runs.len(), 2);
+    for r in &report.runs {
+        assert_eq!(r.trace, "heavy-outage");
+        let (at, length) = r.outage_ms.expect("the outage is reported");
+        assert_eq!(length, 1500.0);
+        assert!(at + length <= report.traces[0].duration_s * 1e3 + 1.0);
+        assert_eq!(r.offered, r.acknowledged + r.rejected + r.unknown);
+        assert_eq!(r.read_back.acked_checked, r.acknowledged);
+    }
+    let sidecar = &report.runs[0];
+    let slotline = &report.runs[1];
+    assert_eq!(slotline.path, "slotline");
+    assert_eq!(slotline.lost, 0, "slotline lost acknowledged writes");
+    assert!(
+        slotline
+            .errors
+            .get("deadline exceeded")
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "a 1.5 s freeze passes slotline's 1 s deadlines, visibly: {:?}",
+        slotline.errors
+    );
+    assert!(
+        slotline.caller_latency_ms.max >= 900.0,
+        "the freeze shows in slotline's latency: {:?}",
+        slotline.caller_latency_ms
+    );
+    assert_eq!(sidecar.path, "sidecar");
+    assert!(
+        sidecar.errors.is_empty(),
+        "the sidecar acknowledges on enqueue, whatever Redis does: {:?}",
+        sidecar.errors
+    );
+    assert!(
+        sidecar
+            .after_ack_failures
+            .keys()
+            .any(|k| k.contains("request timeout")),
+        "batches in flight during a 1.5 s freeze outlive a 200 ms request timeout: {:?}",
+        sidecar.after_ack_failures
+    );
+    let _ = std::fs::remove_dir_all(outputs.json.parent().unwrap());
+}

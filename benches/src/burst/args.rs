@@ -32,7 +32,11 @@ TRACE:
     --trace FILE           replay a recorded CSV trace (`t_us,key,bytes` rows) instead of
                            generating the heavy one
     --record FILE          write the heavy (or --trace) trace to FILE as CSV
-    --traces LIST          which traces to replay: heavy, poisson [default: heavy,poisson]
+    --traces LIST          which scenarios to replay: heavy, heavy-outage (the heavy trace with
+                           every node frozen by SIGSTOP for --outage at the top of its
+                           biggest burst; local cluster only), poisson
+                           [default: heavy,heavy-outage,poisson]
+    --outage DUR           how long heavy-outage freezes the cluster [default: 2s]
 
 PATHS:
     --paths LIST           which write paths: sidecar, slotline [default: sidecar,slotline]
@@ -45,6 +49,9 @@ PATHS:
     --sidecar-batch N      commands per pipelined batch to one master [default: 1000]
     --sidecar-grace DUR    after the replay, how long the sidecar may drain before it is
                            stopped; writes still queued then are lost [default: 30s]
+    --sidecar-timeout DUR  the sidecar's request timeout upstream: a batch not written or
+                           answered in time is given up and its connection replaced, as
+                           twemproxy's `timeout` does [default: 400ms, its README's value]
 
 CLUSTER AND OUTPUT:
     --nodes LIST           use a running cluster (host:port,...) instead of a local one;
@@ -73,13 +80,27 @@ impl PathKind {
     }
 }
 
-/// Which traces to replay.
+/// Which scenarios to replay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TraceKind {
     /// The heavy-tailed trace (or the `--trace` file).
     Heavy,
+    /// The heavy trace with the whole cluster frozen (SIGSTOP) for [`Args::outage`] at the top
+    /// of its biggest burst.
+    HeavyOutage,
     /// The Poisson trace of the same mean.
     Poisson,
+}
+
+impl TraceKind {
+    /// The scenario's name in reports: `heavy`, `heavy-outage`, `poisson`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TraceKind::Heavy => "heavy",
+            TraceKind::HeavyOutage => "heavy-outage",
+            TraceKind::Poisson => "poisson",
+        }
+    }
 }
 
 /// Everything a run needs.
@@ -101,8 +122,10 @@ pub struct Args {
     pub trace: Option<PathBuf>,
     /// Where to record the trace.
     pub record: Option<PathBuf>,
-    /// Traces to replay, in order.
+    /// Scenarios to replay, in order.
     pub traces: Vec<TraceKind>,
+    /// How long the `heavy-outage` scenario freezes the cluster.
+    pub outage: Duration,
     /// Paths to replay, in order.
     pub paths: Vec<PathKind>,
     /// Caller threads per path.
@@ -132,7 +155,8 @@ impl Default for Args {
             zipf_s: 1.0,
             trace: None,
             record: None,
-            traces: vec![TraceKind::Heavy, TraceKind::Poisson],
+            traces: vec![TraceKind::Heavy, TraceKind::HeavyOutage, TraceKind::Poisson],
+            outage: Duration::from_secs(2),
             paths: vec![PathKind::Sidecar, PathKind::Slotline],
             callers: 16,
             config: PathBuf::from("geo_shard_client.yaml"),
@@ -267,11 +291,18 @@ pub fn parse(argv: &[String]) -> Result<Command, ArgError> {
                     &value()?,
                     |s| match s {
                         "heavy" => Some(TraceKind::Heavy),
+                        "heavy-outage" => Some(TraceKind::HeavyOutage),
                         "poisson" => Some(TraceKind::Poisson),
                         _ => None,
                     },
-                    "heavy, poisson",
+                    "heavy, heavy-outage, poisson",
                 )?;
+            }
+            "--outage" => {
+                a.outage = duration(flag, &value()?, false)?;
+                if a.outage < Duration::from_millis(10) {
+                    return Err(err(flag, "must be at least 10ms"));
+                }
             }
             "--paths" => {
                 a.paths = list(
@@ -313,6 +344,12 @@ pub fn parse(argv: &[String]) -> Result<Command, ArgError> {
                 }
             }
             "--sidecar-grace" => a.sidecar.grace = duration(flag, &value()?, false)?,
+            "--sidecar-timeout" => {
+                a.sidecar.timeout = duration(flag, &value()?, false)?;
+                if a.sidecar.timeout < Duration::from_millis(1) {
+                    return Err(err(flag, "must be at least 1ms"));
+                }
+            }
             "--nodes" => {
                 let v = value()?;
                 let nodes = v

@@ -95,6 +95,11 @@ pub fn traces(args: &Args) -> Result<Vec<Trace>, String> {
     for kind in &args.traces {
         match kind {
             TraceKind::Heavy => out.push(heavy.clone()),
+            TraceKind::HeavyOutage => {
+                let mut t = heavy.clone();
+                t.name = format!("{}-outage", heavy.name);
+                out.push(t);
+            }
             TraceKind::Poisson => {
                 // Same mean and length as the heavy trace (which may come from a file).
                 let span = Duration::from_micros(heavy.span_us().max(1));
@@ -158,6 +163,13 @@ fn packed_len(key: usize, value: usize) -> usize {
 /// cannot start, a path that cannot connect.
 pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
     let started = Instant::now();
+    if args.nodes.is_some() && args.traces.contains(&TraceKind::HeavyOutage) {
+        return Err(
+            "heavy-outage freezes the local cluster's nodes (SIGSTOP); with --nodes, \
+                    leave it out of --traces"
+                .to_owned(),
+        );
+    }
     let traces = traces(args)?;
     let (mut config, config_path) = load_config(&args.config)?;
 
@@ -187,7 +199,18 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
         Some(_) => None,
         None => {
             progress.set_message("starting a local Redis Cluster (3 masters + 3 replicas)");
-            Some(LocalCluster::start().map_err(|e| format!("local cluster: {e}"))?)
+            // A node timeout above the outage: frozen together, the nodes come back as they
+            // were (an outage, not a failover).
+            let node_timeout = (args.outage.as_millis() as u64 * 2).max(5_000);
+            Some(
+                LocalCluster::builder()
+                    .args([
+                        "--cluster-node-timeout".to_owned(),
+                        node_timeout.to_string(),
+                    ])
+                    .start()
+                    .map_err(|e| format!("local cluster: {e}"))?,
+            )
         }
     };
     let seeds: Vec<String> = match (&args.nodes, &local) {
@@ -245,7 +268,16 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
     let mut runs = Vec::new();
     let offered = AtomicUsize::new(0);
     let mut done_before = 0usize;
-    for trace in &traces {
+    for (&kind, trace) in args.traces.iter().zip(&traces) {
+        let outage = (kind == TraceKind::HeavyOutage).then(|| {
+            let length_us = args.outage.as_micros() as u64;
+            let at_us = trace.burst_peak_us(length_us);
+            Outage {
+                at_us,
+                length_us,
+                first_event: trace.events.partition_point(|e| e.t_us < at_us),
+            }
+        });
         let op_size = std::mem::size_of::<Op>();
         let mean_op_bytes = trace
             .events
@@ -278,6 +310,9 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
                         thread::sleep(Duration::from_millis(100));
                     }
                 });
+                if let (Some(outage), Some(cluster)) = (&outage, &local) {
+                    scope.spawn(|| freeze(cluster, outage, &offered, &ticking));
+                }
                 let r = match path {
                     PathKind::Sidecar => {
                         run_sidecar(args, trace, &seeds, &program, &offered, &progress)
@@ -306,6 +341,9 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
                     config.tcp_tuning.so_sndbuf as u64,
                 );
             }
+            extras.outage_ms = outage
+                .as_ref()
+                .map(|o| (o.at_us as f64 / 1e3, o.length_us as f64 / 1e3));
             runs.push(PathReport::build(trace, &run, found, extras));
         }
     }
@@ -334,6 +372,35 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
     let outputs = write_outputs(&report, &args.out)?;
     drop(local);
     Ok((report, outputs))
+}
+
+/// When the `heavy-outage` scenario freezes the cluster.
+struct Outage {
+    /// Start, microseconds into the trace.
+    at_us: u64,
+    /// Length, microseconds.
+    length_us: u64,
+    /// The first event at or after the start.
+    first_event: usize,
+}
+
+/// Freezes every node of `cluster` (SIGSTOP) once the replay has offered the outage's first
+/// event, and thaws them (SIGCONT) after its length; gives up if the replay ends first.
+fn freeze(cluster: &LocalCluster, outage: &Outage, offered: &AtomicUsize, replaying: &AtomicBool) {
+    while offered.load(Ordering::Relaxed) < outage.first_event {
+        if !replaying.load(Ordering::Relaxed) {
+            return;
+        }
+        thread::sleep(Duration::from_micros(500));
+    }
+    let nodes = cluster.nodes().len();
+    for i in 0..nodes {
+        let _ = cluster.pause_node(i);
+    }
+    thread::sleep(Duration::from_micros(outage.length_us));
+    for i in 0..nodes {
+        let _ = cluster.resume_node(i);
+    }
 }
 
 /// One replay through the sidecar model.
@@ -380,6 +447,12 @@ fn run_sidecar(
             proxy.upstream_errors,
         );
     }
+    if proxy.timed_out > 0 {
+        run.after_ack.insert(
+            "given up after the sidecar's request timeout (acknowledged)".to_owned(),
+            proxy.timed_out,
+        );
+    }
     if proxy.dropped_at_stop > 0 {
         run.after_ack
             .insert(DROPPED_AT_STOP.to_owned(), proxy.dropped_at_stop);
@@ -401,6 +474,7 @@ fn run_sidecar(
             callers_peak_kib: run.caller_peak_rss_kib,
             proxy_peak_kib: Some(proxy.peak_rss_kib),
         },
+        outage_ms: None,
     };
     Ok((run, extras))
 }

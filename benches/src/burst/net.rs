@@ -29,12 +29,17 @@ impl RawConn {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        Ok(RawConn {
+        Ok(RawConn::from_stream(addr, stream))
+    }
+
+    /// Wraps a connected stream to `addr`, its options as they are.
+    pub fn from_stream(addr: &str, stream: TcpStream) -> RawConn {
+        RawConn {
             addr: addr.to_owned(),
             stream,
             buf: Vec::with_capacity(64 * 1024),
             start: 0,
-        })
+        }
     }
 
     /// Sends one command and reads its reply.

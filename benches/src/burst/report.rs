@@ -281,6 +281,10 @@ pub struct PathReport {
     pub peak_rss: Rss,
     /// 100 ms time series.
     pub series: Vec<Bucket>,
+    /// The cluster was frozen (SIGSTOP, every node) during this replay: `(start, length)`,
+    /// milliseconds into the trace.
+    #[serde(default)]
+    pub outage_ms: Option<(f64, f64)>,
 }
 
 /// Inputs of [`PathReport::build`] that are not in the [`PathRun`].
@@ -306,6 +310,8 @@ pub struct PathExtras {
     pub sndbuf_bytes: (u64, u64),
     /// See [`PathReport::peak_rss`].
     pub peak_rss: Rss,
+    /// See [`PathReport::outage_ms`].
+    pub outage_ms: Option<(f64, f64)>,
 }
 
 impl PathReport {
@@ -426,6 +432,7 @@ impl PathReport {
             peak_kernel_bytes: extras.peak_kernel_bytes.unwrap_or(sampled_kernel),
             sndbuf_bytes: extras.sndbuf_bytes,
             peak_rss: extras.peak_rss,
+            outage_ms: extras.outage_ms,
             series,
         }
     }

@@ -75,6 +75,15 @@ pub struct SidecarParams {
     /// After the replay, how long the proxy may keep flushing before it is stopped.
     #[serde(with = "duration_ms")]
     pub grace: Duration,
+    /// Request timeout on the upstream connections: how long the proxy waits to connect, to
+    /// write a batch, or for its replies, before it gives up on the batch and reconnects.
+    #[serde(with = "duration_ms", default = "default_timeout")]
+    pub timeout: Duration,
+}
+
+/// twemproxy's `timeout` in the example pools of its README (unset, it waits forever).
+fn default_timeout() -> Duration {
+    Duration::from_millis(400)
 }
 
 impl Default for SidecarParams {
@@ -85,6 +94,7 @@ impl Default for SidecarParams {
             window: Duration::from_millis(100),
             batch: 1_000,
             grace: Duration::from_secs(30),
+            timeout: default_timeout(),
         }
     }
 }
@@ -150,6 +160,13 @@ pub struct ProxyReport {
     pub upstream_errors: u64,
     /// Acknowledged writes still queued when the grace period ran out (never sent).
     pub dropped_at_stop: u64,
+    /// Acknowledged writes of batches given up after the request timeout (or another
+    /// connection failure): some may have reached Redis, the read-back says which did not.
+    #[serde(default)]
+    pub timed_out: u64,
+    /// Upstream connections re-established after a batch was given up.
+    #[serde(default)]
+    pub reconnects: u64,
     /// Most writes acknowledged and not yet confirmed at once.
     pub peak_depth: u64,
     /// Most command bytes queued or being flushed at once.
@@ -196,6 +213,10 @@ struct Proxy {
     confirmed: AtomicU64,
     upstream_errors: AtomicU64,
     dropped: AtomicU64,
+    timed_out: AtomicU64,
+    reconnects: AtomicU64,
+    /// Local ports of the upstream connections (they change on reconnects), for the sampler.
+    upstream_ports: Mutex<Vec<u16>>,
     finishing: AtomicBool,
     done: AtomicBool,
 }
@@ -229,6 +250,7 @@ pub fn proxy_main(args: &[String]) -> Result<(), String> {
             "--depth" => params.depth = num(value(a)?, a)? as usize,
             "--window-us" => params.window = Duration::from_micros(num(value(a)?, a)?),
             "--batch" => params.batch = (num(value(a)?, a)? as usize).max(1),
+            "--timeout-us" => params.timeout = Duration::from_micros(num(value(a)?, a)?.max(1)),
             "--enforce" => params.enforce = true,
             other => return Err(format!("sidecar proxy: unknown argument `{other}`")),
         }
@@ -252,6 +274,9 @@ pub fn proxy_main(args: &[String]) -> Result<(), String> {
         confirmed: AtomicU64::new(0),
         upstream_errors: AtomicU64::new(0),
         dropped: AtomicU64::new(0),
+        timed_out: AtomicU64::new(0),
+        reconnects: AtomicU64::new(0),
+        upstream_ports: Mutex::new(Vec::new()),
         finishing: AtomicBool::new(false),
         done: AtomicBool::new(false),
     });
@@ -260,12 +285,18 @@ pub fn proxy_main(args: &[String]) -> Result<(), String> {
     let mut upstream = Vec::new();
     let mut upstream_socks = Vec::new();
     let (result_tx, result_rx) = mpsc::channel::<Vec<(u64, u64)>>();
-    for addr in &masters {
-        let conn = RawConn::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
+    for (i, addr) in masters.iter().enumerate() {
+        let conn =
+            upstream_connect(addr, proxy.params.timeout).map_err(|e| format!("{addr}: {e}"))?;
         upstream_socks.push(conn.stream.try_clone().map_err(|e| e.to_string())?);
+        proxy
+            .upstream_ports
+            .lock()
+            .expect("not poisoned")
+            .push(local_port(&conn));
         let (tx, rx) = mpsc::channel::<Vec<Entry>>();
-        let (proxy, result_tx) = (Arc::clone(&proxy), result_tx.clone());
-        thread::spawn(move || upstream_loop(conn, &proxy, &rx, &result_tx));
+        let (proxy, result_tx, addr) = (Arc::clone(&proxy), result_tx.clone(), addr.clone());
+        thread::spawn(move || upstream_loop(&addr, i, conn, &proxy, &rx, &result_tx));
         upstream.push(tx);
     }
     let master_index: HashMap<String, usize> = masters
@@ -285,13 +316,9 @@ pub fn proxy_main(args: &[String]) -> Result<(), String> {
             }
         });
     }
-    let upstream_ports: Vec<u16> = upstream_socks
-        .iter()
-        .filter_map(|s| s.local_addr().ok().map(|a| a.port()))
-        .collect();
     let sampler = {
         let proxy = Arc::clone(&proxy);
-        thread::spawn(move || sample_loop(&proxy, port, &upstream_ports, &upstream_socks))
+        thread::spawn(move || sample_loop(&proxy, port, &upstream_socks))
     };
     let grace_deadline = Arc::new(Mutex::new(None::<Instant>));
     let flusher = {
@@ -342,6 +369,8 @@ pub fn proxy_main(args: &[String]) -> Result<(), String> {
         confirmed: proxy.confirmed.load(Ordering::SeqCst),
         upstream_errors: proxy.upstream_errors.load(Ordering::SeqCst),
         dropped_at_stop: proxy.dropped.load(Ordering::SeqCst),
+        timed_out: proxy.timed_out.load(Ordering::SeqCst),
+        reconnects: proxy.reconnects.load(Ordering::SeqCst),
         peak_depth: proxy.peak_depth.load(Ordering::SeqCst) as u64,
         peak_queue_bytes: proxy.peak_bytes.load(Ordering::SeqCst) as u64,
         peak_unparsed_bytes: proxy.peak_unparsed.load(Ordering::SeqCst) as u64,
@@ -557,47 +586,86 @@ fn flush_loop(
     (flushes, longest, confirms)
 }
 
+/// Connects to a master with the request timeout on the connect, on writes and on reads.
+fn upstream_connect(addr: &str, timeout: Duration) -> io::Result<RawConn> {
+    let target = std::net::ToSocketAddrs::to_socket_addrs(addr)?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
+    let stream = TcpStream::connect_timeout(&target, timeout)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    Ok(RawConn::from_stream(addr, stream))
+}
+
+fn local_port(conn: &RawConn) -> u16 {
+    conn.stream.local_addr().map_or(0, |a| a.port())
+}
+
 /// One master's link: send each group as pipelined batches, read the replies, record when
-/// each write was confirmed.
+/// each write was confirmed. A batch that is not written or answered within the request
+/// timeout (or whose connection fails) is given up, as a proxy with a request timeout does:
+/// its unconfirmed writes count as timed out (their callers had their `+OK` long ago), the
+/// connection is closed, and the next batch goes over a new one.
 fn upstream_loop(
-    mut conn: RawConn,
+    addr: &str,
+    index: usize,
+    conn: RawConn,
     proxy: &Proxy,
     jobs: &mpsc::Receiver<Vec<Entry>>,
     results: &mpsc::Sender<Vec<(u64, u64)>>,
 ) {
+    let mut conn = Some(conn);
     let mut out = Vec::with_capacity(256 * 1024);
     for group in jobs {
         let mut confirms = Vec::with_capacity(group.len());
         for chunk in group.chunks(proxy.params.batch) {
-            out.clear();
-            for e in chunk {
-                out.extend_from_slice(&e.cmd);
+            let bytes: usize = chunk.iter().map(|e| e.cmd.len()).sum();
+            if conn.is_none() {
+                if let Ok(c) = upstream_connect(addr, proxy.params.timeout) {
+                    proxy.reconnects.fetch_add(1, Ordering::SeqCst);
+                    if let Some(port) = proxy
+                        .upstream_ports
+                        .lock()
+                        .expect("not poisoned")
+                        .get_mut(index)
+                    {
+                        *port = local_port(&c);
+                    }
+                    conn = Some(c);
+                }
             }
-            let bytes = out.len();
             let mut ok = 0u64;
-            let written = conn.stream.write_all(&out);
-            let now = if written.is_ok() {
+            let mut answered = 0usize;
+            if let Some(c) = conn.as_mut() {
+                out.clear();
                 for e in chunk {
-                    match conn.read_value() {
-                        Ok(slotline_router::Value::Error(_)) => {
-                            proxy.upstream_errors.fetch_add(1, Ordering::SeqCst);
+                    out.extend_from_slice(&e.cmd);
+                }
+                if c.stream.write_all(&out).is_ok() {
+                    for e in chunk {
+                        match c.read_value() {
+                            Ok(slotline_router::Value::Error(_)) => {
+                                proxy.upstream_errors.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Ok(_) => {
+                                ok += 1;
+                                confirms.push((e.seq, 0));
+                            }
+                            Err(_) => break,
                         }
-                        Ok(_) => {
-                            ok += 1;
-                            confirms.push((e.seq, 0));
-                        }
-                        Err(_) => {
-                            proxy.upstream_errors.fetch_add(1, Ordering::SeqCst);
-                        }
+                        answered += 1;
                     }
                 }
-                unix_us()
-            } else {
+            }
+            if answered < chunk.len() {
+                // Given up: timed out, or no connection. Close it; the next batch reconnects.
                 proxy
-                    .upstream_errors
-                    .fetch_add(chunk.len() as u64, Ordering::SeqCst);
-                unix_us()
-            };
+                    .timed_out
+                    .fetch_add((chunk.len() - answered) as u64, Ordering::SeqCst);
+                conn = None;
+            }
+            let now = unix_us();
             let n = confirms.len();
             for c in &mut confirms[n - ok as usize..] {
                 c.1 = now;
@@ -616,7 +684,6 @@ fn upstream_loop(
 fn sample_loop(
     proxy: &Proxy,
     listen_port: u16,
-    upstream_ports: &[u16],
     upstream: &[TcpStream],
 ) -> (Vec<ProxySample>, u64, u64, u64) {
     let sndbuf = || -> u64 {
@@ -632,6 +699,7 @@ fn sample_loop(
     let mut i = 0u64;
     while !proxy.done.load(Ordering::SeqCst) {
         if i % 5 == 0 {
+            let upstream_ports = proxy.upstream_ports.lock().expect("not poisoned").clone();
             kernel = kernel_queue_bytes(|local, remote| {
                 let _ = remote;
                 local == listen_port || upstream_ports.contains(&local)
@@ -716,7 +784,9 @@ impl Sidecar {
             .arg("--window-us")
             .arg(params.window.as_micros().to_string())
             .arg("--batch")
-            .arg(params.batch.to_string());
+            .arg(params.batch.to_string())
+            .arg("--timeout-us")
+            .arg(params.timeout.as_micros().to_string());
         if params.enforce {
             cmd.arg("--enforce");
         }

@@ -327,6 +327,30 @@ impl Trace {
         counts
     }
 
+    /// Where an outage of `length_us` starts "at the top of a burst": the start of the busiest
+    /// 100 ms bin, moved earlier if needed so that the outage ends within the trace.
+    ///
+    /// ```
+    /// use slotline_bench::burst::trace::{Event, Trace};
+    ///
+    /// let at = |t_us| Event { t_us, key: 0, bytes: 8 };
+    /// let trace = Trace {
+    ///     name: "t".into(),
+    ///     keys: vec!["k".into()],
+    ///     events: vec![at(0), at(350_000), at(360_000), at(999_000)],
+    /// };
+    /// assert_eq!(trace.burst_peak_us(100_000), 300_000);
+    /// assert_eq!(trace.burst_peak_us(900_000), 99_001); // ends with the trace
+    /// ```
+    pub fn burst_peak_us(&self, length_us: u64) -> u64 {
+        const BIN_US: u64 = 100_000;
+        let counts = self.counts(BIN_US);
+        let busiest = (0..counts.len())
+            .max_by_key(|&i| (counts[i], std::cmp::Reverse(i)))
+            .unwrap_or(0);
+        (busiest as u64 * BIN_US).min(self.span_us().saturating_sub(length_us))
+    }
+
     /// Mean, spread and tail of the rate measured in bins of `bin_ms` milliseconds.
     pub fn rate_stats(&self, bin_ms: u64) -> RateStats {
         let bin_us = bin_ms.max(1) * 1_000;
