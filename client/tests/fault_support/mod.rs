@@ -1,20 +1,23 @@
 //! What the fault tests share: committer threads that append unique values to lists and
 //! remember every outcome, the ledger that checks those lists against the outcomes (every
 //! acknowledged write present exactly once, none applied twice or out of order, none present
-//! that its caller was told was not applied), slot-map and role probes read with plain
-//! connections, and small timing helpers.
+//! that its caller was told was not applied), open-loop writers, slot-map and role probes read
+//! with plain connections, and small timing helpers.
 //!
 //! Each `fault_*.rs` binary includes this module; not every binary uses every helper.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use slotline_client::conn::{Conn, ConnOptions};
-use slotline_client::{Client, CommitError, NodeAddr};
+use slotline_client::{Client, CommitError, CommitFuture, Config, NodeAddr};
 use slotline_router::{key_slot, Redirect, RedirectKind};
 use slotline_testkit::{LocalCluster, Role};
 
@@ -759,6 +762,190 @@ pub fn metrics_outcomes(client: &Client, calls: u64, timeout: Duration) -> u64 {
         }
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scheduling lag and open-loop writers
+// ---------------------------------------------------------------------------------------------
+
+/// A thread that sleeps 5 ms at a time and records by how much it overslept: how late this
+/// machine runs a thread that is due, measured in the same run as the figures it excuses. On
+/// an idle machine the worst lag is a few milliseconds; on a loaded two-core machine it can
+/// reach hundreds.
+pub struct Lag {
+    stop: Arc<AtomicBool>,
+    worst_us: Arc<AtomicU64>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Lag {
+    pub fn start() -> Lag {
+        let stop = Arc::new(AtomicBool::new(false));
+        let worst_us = Arc::new(AtomicU64::new(0));
+        let handle = {
+            let (stop, worst_us) = (Arc::clone(&stop), Arc::clone(&worst_us));
+            thread::Builder::new()
+                .name("lag-probe".into())
+                .spawn(move || {
+                    let tick = Duration::from_millis(5);
+                    while !stop.load(Ordering::Relaxed) {
+                        let begun = Instant::now();
+                        thread::sleep(tick);
+                        let late = begun.elapsed().saturating_sub(tick);
+                        worst_us.fetch_max(late.as_micros() as u64, Ordering::Relaxed);
+                    }
+                })
+                .expect("spawn the lag probe")
+        };
+        Lag {
+            stop,
+            worst_us,
+            handle: Some(handle),
+        }
+    }
+
+    /// The worst lag seen so far.
+    pub fn worst(&self) -> Duration {
+        Duration::from_micros(self.worst_us.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for Lag {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// What an [`OpenLoop`] thread saw.
+#[derive(Debug, Default)]
+pub struct OpenLoopReport {
+    /// Futures created.
+    pub created: u64,
+    /// Their outcomes (those still pending at the stop are not counted).
+    pub tally: Tally,
+}
+
+/// Open-loop writers: threads that create `commit_async` futures without waiting for them
+/// (the op is queued, or refused, at its first poll), keep the pending ones and poll them again
+/// now and then, so that the number of writes outstanding is up to the client, not to its
+/// callers. A client whose queues are bounded keeps that number at its queues' capacity; an
+/// unbounded queue anywhere would let it grow with the rate and show in memory.
+pub struct OpenLoop {
+    stop: Arc<AtomicBool>,
+    /// Futures pending after each thread's last sweep, summed over the threads.
+    outstanding: Arc<AtomicUsize>,
+    handles: Vec<JoinHandle<OpenLoopReport>>,
+}
+
+/// Futures an [`OpenLoop`] thread creates between two sweeps of its pending ones.
+pub const SWEEP: usize = 64;
+
+impl OpenLoop {
+    /// Starts `threads` writers of `value` to keys `<prefix>{<thread>-<i>}`, each pausing
+    /// 1 ms after every `burst` futures (0: never).
+    pub fn start(
+        client: &Arc<Client>,
+        threads: usize,
+        prefix: &str,
+        value: &[u8],
+        burst: usize,
+    ) -> OpenLoop {
+        let stop = Arc::new(AtomicBool::new(false));
+        let outstanding = Arc::new(AtomicUsize::new(0));
+        let handles =
+            (0..threads)
+                .map(|t| {
+                    let (client, stop, outstanding) = (
+                        Arc::clone(client),
+                        Arc::clone(&stop),
+                        Arc::clone(&outstanding),
+                    );
+                    let (prefix, value) = (prefix.to_owned(), value.to_vec());
+                    thread::Builder::new()
+                        .name(format!("open-loop-{t}"))
+                        .spawn(move || {
+                            let mut cx = Context::from_waker(Waker::noop());
+                            let mut report = OpenLoopReport::default();
+                            let mut pending: Vec<CommitFuture> = Vec::new();
+                            let mut published = 0usize;
+                            let mut poll = |fut: &mut CommitFuture, report: &mut OpenLoopReport| {
+                                match Pin::new(fut).poll(&mut cx) {
+                                    Poll::Ready(result) => {
+                                        report.tally.add(&result);
+                                        true
+                                    }
+                                    Poll::Pending => false,
+                                }
+                            };
+                            let mut i = 0u64;
+                            while !stop.load(Ordering::Relaxed) {
+                                let key = format!("{prefix}{{{t}-{i}}}");
+                                let mut fut = client.commit_async(key.as_bytes(), &value);
+                                report.created += 1;
+                                if !poll(&mut fut, &mut report) {
+                                    pending.push(fut);
+                                }
+                                i += 1;
+                                if i % SWEEP as u64 == 0 {
+                                    pending.retain_mut(|f| !poll(f, &mut report));
+                                    // Exact for this thread: every future left was just polled.
+                                    let now = pending.len();
+                                    if now >= published {
+                                        outstanding.fetch_add(now - published, Ordering::SeqCst);
+                                    } else {
+                                        outstanding.fetch_sub(published - now, Ordering::SeqCst);
+                                    }
+                                    published = now;
+                                }
+                                if burst > 0 && i % burst as u64 == 0 {
+                                    thread::sleep(Duration::from_millis(1));
+                                }
+                            }
+                            outstanding.fetch_sub(published, Ordering::SeqCst);
+                            // Dropping the rest abandons what was not sent.
+                            report
+                        })
+                        .expect("spawn an open-loop writer")
+                })
+                .collect();
+        OpenLoop {
+            stop,
+            outstanding,
+            handles,
+        }
+    }
+
+    /// Futures pending at the threads' last sweeps (each at most [`SWEEP`] futures old).
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::SeqCst)
+    }
+
+    /// Stops the threads and merges their reports.
+    pub fn stop(self) -> OpenLoopReport {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut total = OpenLoopReport::default();
+        for h in self.handles {
+            let r = h.join().expect("an open-loop writer panicked");
+            total.created += r.created;
+            total.tally.merge(&r.tally);
+        }
+        total
+    }
+}
+
+/// How many writes the client can hold at once, by its own configuration: every master's
+/// ring (`Config::master_capacity` of the slots it serves), plus, per master, its link's window
+/// (`max_batch × pipeline_depth` in flight) and as many again waiting to be resent, and the
+/// op a link holds between its ring and a batch.
+pub fn client_bound(config: &Config, map: &[u16]) -> usize {
+    let window = config.batching.max_batch * config.batching.pipeline_depth;
+    masters_by_slot(map)
+        .iter()
+        .map(|&(_, slots)| config.master_capacity(slots) + 2 * window + 1)
+        .sum()
 }
 
 // ---------------------------------------------------------------------------------------------
