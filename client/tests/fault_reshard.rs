@@ -49,7 +49,7 @@ fn ok(cluster: &LocalCluster, i: usize, cmd: &redis::Cmd, what: &str) {
 
 /// Migrates `slot` from node `from` to node `to` by hand, holding it half-way (its keys moved,
 /// `MIGRATING` / `IMPORTING` set) until the client has followed an `ASK` and every committer
-/// has committed again; then assigns it to `to` on every master. Returns how long the
+/// has committed again; then assigns it to `to` on every master, `to` first. Returns how long the
 /// half-way state lasted.
 fn migrate_holding_ask(
     cluster: &LocalCluster,
@@ -125,7 +125,10 @@ fn migrate_holding_ask(
         "a committer made no progress while slot {slot} was half-migrated"
     );
     let half_way = held.elapsed();
-    for &m in masters {
+    // The new owner first (as redis-cli does), so that the old one never redirects to a node
+    // that does not yet know it owns the slot.
+    let others = masters.iter().filter(|&&m| m != from && m != to);
+    for &m in [to, from].iter().chain(others) {
         ok(cluster, m, &setslot("NODE", &to_id), "SETSLOT NODE");
     }
     half_way
