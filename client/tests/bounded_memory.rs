@@ -1,24 +1,40 @@
-//! Under load against paused masters, the client's memory stays flat while callers get
-//! backpressure errors: every pending write waits in a fixed-size ring or a link's window.
+//! Under open-loop load against paused masters, the client holds no more writes than its
+//! configuration allows and its memory stays flat, while callers get backpressure errors:
+//! every pending write waits in a fixed-size ring or a link's window.
+//!
+//! Open-loop: four threads create `commit_async` futures without waiting for them, poll each
+//! once (which queues it or has it refused at once), keep the pending ones and poll them again
+//! now and then, so the number of writes outstanding is up to the client. A client that
+//! queued more than its rings hold (or kept refused writes somewhere) would show it in that
+//! number, which the test compares with the bound it derives from the configuration, and in
+//! memory.
 //!
 //! Alone in its own test binary so that the process's RSS is this test's.
 #![cfg(not(feature = "loom"))]
 
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use slotline_client::config::FallbackStrategy;
-use slotline_client::{Client, CommitError};
+use slotline_client::Client;
 use slotline_testkit::LocalCluster;
 
 mod fault_support;
-use fault_support::rss_kib;
+use fault_support::{
+    client_bound, masters_by_slot, ms, poll_until, rss_kib, slot_map, Kind, OpenLoop, SWEEP,
+};
+
+/// Open-loop writer threads.
+const WRITERS: usize = 4;
+/// How long each master is paused for writes.
+const PAUSE: Duration = Duration::from_secs(3);
+/// The samples taken from this far into the pause on count as settled: the rings fill
+/// within milliseconds of it.
+const SETTLED: Duration = Duration::from_secs(1);
 
 #[test]
-fn memory_stays_flat_while_paused_masters_push_back() {
+fn open_loop_writers_against_paused_masters_stay_within_the_client_bound_and_flat_memory() {
     let cluster = LocalCluster::start().unwrap_or_else(|e| panic!("local cluster: {e}"));
     let mut config = cluster.config();
     // Few slots for pending writes: one shard's worth of ring (16, line at 80 %) per master,
@@ -29,103 +45,122 @@ fn memory_stays_flat_while_paused_masters_push_back() {
     config.backpressure.fallback_strategy = FallbackStrategy::Reject;
     config.commit.timeout = Duration::from_secs(1);
     config.redis_pool.read_timeout = Duration::from_millis(200);
+    let map = slot_map(&cluster);
+    let masters = masters_by_slot(&map);
+    // Each thread's count is exact at its last sweep, at most SWEEP futures ago.
+    let bound = client_bound(&config, &map) + WRITERS * SWEEP;
+    let capacity: usize = masters
+        .iter()
+        .map(|&(_, slots)| config.master_capacity(slots))
+        .sum();
+    let window = masters.len() * config.batching.max_batch * config.batching.pipeline_depth;
     let client = Arc::new(Client::connect(config).expect("connect"));
     client.commit(b"warm", b"up").expect("warm-up commit");
 
-    // Open-loop callers: each issues `commit_async` futures without waiting for them, polls
-    // each once (which queues it or has it refused at once) and keeps the pending ones,
-    // polling them again now and then. With a bounded client the pending set is bounded by
-    // the queues; an unbounded queue anywhere would show as growing memory here.
-    let stop = Arc::new(AtomicBool::new(false));
-    let rejected = Arc::new(AtomicU64::new(0));
-    let value = vec![b'x'; 512];
-    let callers: Vec<_> = (0..4)
-        .map(|t| {
-            let (client, stop, rejected, value) = (
-                Arc::clone(&client),
-                Arc::clone(&stop),
-                Arc::clone(&rejected),
-                value.clone(),
-            );
-            thread::spawn(move || {
-                let waker = std::task::Waker::noop();
-                let mut cx = std::task::Context::from_waker(waker);
-                let mut pending: Vec<slotline_client::CommitFuture> = Vec::new();
-                let check = |result: std::task::Poll<Result<(), CommitError>>| match result {
-                    std::task::Poll::Ready(Err(CommitError::Rejected)) => {
-                        rejected.fetch_add(1, Ordering::Relaxed);
-                        true
-                    }
-                    std::task::Poll::Ready(Ok(()) | Err(CommitError::DeadlineExceeded { .. })) => {
-                        true
-                    }
-                    std::task::Poll::Ready(Err(e)) => panic!("unexpected outcome {e:?}"),
-                    std::task::Poll::Pending => false,
-                };
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let key = format!("mem:{{{t}-{i}}}");
-                    let mut fut = client.commit_async(key.as_bytes(), &value);
-                    if !check(std::pin::Pin::new(&mut fut).poll(&mut cx)) {
-                        pending.push(fut);
-                    }
-                    if i % 64 == 0 {
-                        pending.retain_mut(|f| !check(std::pin::Pin::new(f).poll(&mut cx)));
-                        thread::yield_now();
-                    }
-                    i += 1;
-                }
-            })
-        })
-        .collect();
+    let open = OpenLoop::start(&client, WRITERS, "mem:", &[b'x'; 512], 0);
+    // The writers are committing before the masters are paused.
+    let warm = client.metrics().total.commits;
+    assert!(
+        poll_until(Duration::from_secs(30), || client.metrics().total.commits
+            > warm + 1000),
+        "the open-loop writers committed nothing within 30 s"
+    );
 
-    // Let the load settle, then pause writes on every master for 3 s.
-    thread::sleep(Duration::from_millis(500));
-    let masters: Vec<usize> = cluster.master_indices().collect();
-    for &i in &masters {
+    for i in cluster.master_indices() {
         let reply = cluster
-            .query(i, redis::cmd("CLIENT").arg("PAUSE").arg(3000).arg("WRITE"))
+            .query(
+                i,
+                redis::cmd("CLIENT")
+                    .arg("PAUSE")
+                    .arg(PAUSE.as_millis() as u64)
+                    .arg("WRITE"),
+            )
             .expect("CLIENT PAUSE");
         assert!(reply.is_ok(), "CLIENT PAUSE: {reply:?}");
     }
     let paused_at = Instant::now();
+    let mut rings = 0;
+    // (time into the pause, RSS KiB, futures outstanding, rejections, ring fill, in flight)
     let mut samples = Vec::new();
-    while paused_at.elapsed() < Duration::from_millis(2800) {
+    while paused_at.elapsed() < PAUSE - Duration::from_millis(200) {
+        let m = client.metrics().total;
+        let ring = m.ring.expect("the total has the rings' fill");
+        rings = rings.max(ring.capacity);
         samples.push((
             paused_at.elapsed(),
             rss_kib(),
-            rejected.load(Ordering::Relaxed),
+            open.outstanding(),
+            m.rejections,
+            ring.len,
+            m.in_flight,
         ));
         thread::sleep(Duration::from_millis(50));
     }
-    stop.store(true, Ordering::Relaxed);
-    for c in callers {
-        c.join().expect("caller");
-    }
+    let sampled_for = paused_at.elapsed();
+    let report = open.stop();
 
-    // The rings fill within the first second of the pause; after that, memory must not grow
-    // while rejections keep coming.
-    let settled: Vec<_> = samples
-        .iter()
-        .filter(|(t, _, _)| *t >= Duration::from_millis(1000))
-        .collect();
-    let first = settled.first().expect("samples after 1 s");
-    let last = settled.last().expect("samples after 1 s");
+    let settled: Vec<_> = samples.iter().filter(|s| s.0 >= SETTLED).collect();
+    let first = settled.first().expect("samples after the first second");
+    let last = settled.last().expect("samples after the first second");
     let peak = settled.iter().map(|s| s.1).max().expect("samples");
+    let most = samples.iter().map(|s| s.2).max().expect("samples");
+    let fullest = samples.iter().map(|s| s.4).max().expect("samples");
+    let in_flight = samples.iter().map(|s| s.5).max().expect("samples");
     eprintln!(
-        "paused 1 s → 2.8 s: RSS {} → {} KiB (peak {peak}), rejections {} → {}",
-        first.1, last.1, first.2, last.2
+        "paused {} → {}: RSS {} → {} KiB (peak {peak}), rejections {} → {}; \
+         {} futures, at most {most} outstanding (bound {bound}), rings at most {fullest} of {capacity}, \
+         at most {in_flight} in flight (windows {window}); {}",
+        ms(SETTLED),
+        ms(sampled_for),
+        first.1,
+        last.1,
+        first.3,
+        last.3,
+        report.created,
+        report.tally
     );
     assert!(
-        last.2 > first.2 + 1000,
+        report.created >= 4 * bound as u64,
+        "the writers made only {} futures, too few to test the bound {bound}",
+        report.created
+    );
+    assert!(
+        most <= bound,
+        "{most} writes outstanding at once, above the client's bound {bound} (rings {capacity})"
+    );
+    assert_eq!(
+        rings, capacity,
+        "the client's rings hold what its configuration says"
+    );
+    assert!(
+        in_flight <= window as u64,
+        "{in_flight} writes in flight, above the links' windows ({window})"
+    );
+    assert!(
+        last.3 > first.3 + 1000,
         "callers must keep getting backpressure errors: {} → {}",
-        first.2,
-        last.2
+        first.3,
+        last.3
     );
     assert!(
         peak <= first.1 + 2048,
         "RSS grew from {} KiB to {} KiB while the masters were paused",
         first.1,
         peak
+    );
+    let told = [
+        Kind::Ok,
+        Kind::Rejected,
+        Kind::DeadlineUnsent,
+        Kind::DeadlineMaybe,
+    ]
+    .iter()
+    .map(|&k| report.tally.get(k))
+    .sum::<u64>();
+    assert_eq!(
+        told,
+        report.tally.total(),
+        "unexpected outcomes: {}",
+        report.tally
     );
 }

@@ -4,8 +4,9 @@
 //!
 //! Invariants, checked at the end:
 //!
-//! - acknowledged ⊆ present: every key holds the value of its last acknowledged write, or of a
-//!   later write whose outcome was ambiguous (`may_have_been_applied`);
+//! - every acknowledged write is in its key's list exactly once, a write whose outcome was
+//!   ambiguous (`may_have_been_applied`) at most once, a write told not applied never, and
+//!   each list in submission order;
 //! - every caller got one result, and the client's metrics account for every write once;
 //! - no committer hangs (each stops within a few seconds when asked).
 //!
@@ -341,7 +342,7 @@ fn run(duration: Duration) {
         TEST,
         "read back",
         format!(
-            "{} keys: {} with their last acknowledged value, {} with a later ambiguous one",
+            "{} keys: {} with only acknowledged writes, {} with ambiguous ones too",
             verified.keys, verified.exact, verified.ambiguous
         ),
     );

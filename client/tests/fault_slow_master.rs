@@ -17,7 +17,11 @@
 //!
 //! Every other group must commit without an error and keep its p99 within the larger of 3x
 //! its baseline p99 and 10 ms; every commit of the slow master's group must end by its
-//! deadline plus 100 ms.
+//! deadline plus 100 ms; after the last window every thread commits again. The time bounds are
+//! excused twice the worst scheduling lag measured in the same run (a thread that sleeps 5 ms
+//! at a time and records how late it wakes: milliseconds on an idle machine, more on a loaded
+//! one), which stays far below what a shared writer would cost the other groups (the whole
+//! window, or errors).
 //!
 //! Soak: `SLOTLINE_SOAK_SECS=600 cargo test -p slotline-client --test fault_slow_master --
 //! --ignored` runs more windows.
@@ -31,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use fault_support::{
     client_pause_write, figure, keys_where, masters_by_slot, ms, node_index, quantile, slot_map,
-    soak_secs, Event, Kind, Load, Report, Tally, Worker,
+    soak_secs, Event, Kind, Lag, Load, Report, Tally, Worker,
 };
 use slotline_client::Client;
 use slotline_testkit::LocalCluster;
@@ -47,8 +51,12 @@ const SETTLE: Duration = Duration::from_millis(100);
 const P99_RATIO: u32 = 3;
 /// ... or this much, whichever is larger.
 const P99_FLOOR: Duration = Duration::from_millis(10);
-/// A slow master's commit must end within this of its deadline.
+/// A slow master's commit must end within this (plus twice the worst scheduling lag) of its
+/// deadline.
 const DEADLINE_SLACK: Duration = Duration::from_millis(100);
+/// How long the load may take to show progress (every thread committing), at most: far above
+/// what it takes, so that it holds on a loaded machine.
+const PROGRESS_WITHIN: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Slowdown {
@@ -103,6 +111,7 @@ struct Window {
 fn run(slowdown: Slowdown, soak: Duration) {
     let test = format!("{TEST} {slowdown:?}");
     let begun = Instant::now();
+    let lag = Lag::start();
     // Without full coverage required: with Redis's default, every master answers CLUSTERDOWN
     // from the moment a frozen master is flagged FAIL until its replica takes over, which
     // would test Redis's setting, not the client.
@@ -142,7 +151,12 @@ fn run(slowdown: Slowdown, soak: Duration) {
     });
 
     let load = Load::start(&client, workers, Duration::ZERO, true);
-    thread::sleep(Duration::from_millis(500));
+    assert!(
+        load.wait_committed_after(None, Duration::ZERO, PROGRESS_WITHIN)
+            .is_some(),
+        "a committer made no commit within {}",
+        ms(PROGRESS_WITHIN)
+    );
     let mut windows = Vec::new();
     // A freeze fails the master over: once is enough (and the cluster must heal after it).
     let rounds = if slowdown == Slowdown::Freeze { 1 } else { 2 };
@@ -164,11 +178,25 @@ fn run(slowdown: Slowdown, soak: Duration) {
         });
         round += 1;
     }
-    // Let the slowed master's queue drain before stopping.
-    thread::sleep(Duration::from_millis(1000));
+    // Every thread, the slowed master's too, commits again after the last window.
+    let last = load.now();
+    assert!(
+        load.wait_committed_after(None, last, PROGRESS_WITHIN)
+            .is_some(),
+        "{test}: a committer made no commit within {} of the last slow window",
+        ms(PROGRESS_WITHIN)
+    );
     let reports = load.stop(Duration::from_secs(10));
     let deadline = cluster.config().commit.timeout;
-    check(&test, &reports, &windows, masters.len() + 1, deadline);
+    figure(&test, "worst scheduling lag", ms(lag.worst()));
+    check(
+        &test,
+        &reports,
+        &windows,
+        masters.len() + 1,
+        deadline,
+        lag.worst() * 2,
+    );
     figure(&test, "wall time", ms(begun.elapsed()));
 }
 
@@ -202,7 +230,14 @@ fn in_windows(
     (latencies, tally)
 }
 
-fn check(test: &str, reports: &[Report], windows: &[Window], groups: usize, deadline: Duration) {
+fn check(
+    test: &str,
+    reports: &[Report],
+    windows: &[Window],
+    groups: usize,
+    deadline: Duration,
+    lag: Duration,
+) {
     let mut events: Vec<Vec<Event>> = vec![Vec::new(); groups];
     for r in reports {
         events[r.group].extend_from_slice(&r.events);
@@ -255,10 +290,12 @@ fn check(test: &str, reports: &[Report], windows: &[Window], groups: usize, dead
             let longest = ev.iter().map(|e| e.latency).max().unwrap_or_default();
             figure(test, &format!("{label} longest commit"), ms(longest));
             assert!(
-                longest <= deadline + DEADLINE_SLACK,
-                "{label}: a commit took {} (deadline {})",
+                longest <= deadline + DEADLINE_SLACK + lag,
+                "{label}: a commit took {} (deadline {}, slack {} + {} of lag)",
                 ms(longest),
-                ms(deadline)
+                ms(deadline),
+                ms(DEADLINE_SLACK),
+                ms(lag)
             );
         } else {
             assert_eq!(
@@ -271,13 +308,14 @@ fn check(test: &str, reports: &[Report], windows: &[Window], groups: usize, dead
                 "{label}: too few commits while another master was slow ({})",
                 slow.len()
             );
-            let bound = (b99 * P99_RATIO).max(P99_FLOOR);
+            let bound = (b99 * P99_RATIO).max(P99_FLOOR) + lag;
             assert!(
                 s99 <= bound,
-                "{label}: p99 went from {:.2} ms to {:.2} ms while another master was slow (bound {:.2} ms)",
+                "{label}: p99 went from {:.2} ms to {:.2} ms while another master was slow (bound {:.2} ms, {} of it lag)",
                 b99.as_secs_f64() * 1e3,
                 s99.as_secs_f64() * 1e3,
-                bound.as_secs_f64() * 1e3
+                bound.as_secs_f64() * 1e3,
+                ms(lag)
             );
         }
     }

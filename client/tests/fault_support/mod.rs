@@ -1,18 +1,23 @@
-//! What the fault tests share: committer threads that remember every outcome, the ledger that
-//! checks "acknowledged ⊆ present" against the cluster, slot-map and role probes read with
-//! plain connections, and small timing helpers.
+//! What the fault tests share: committer threads that append unique values to lists and
+//! remember every outcome, the ledger that checks those lists against the outcomes (every
+//! acknowledged write present exactly once, none applied twice or out of order, none present
+//! that its caller was told was not applied), open-loop writers, slot-map and role probes read
+//! with plain connections, and small timing helpers.
 //!
 //! Each `fault_*.rs` binary includes this module; not every binary uses every helper.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use slotline_client::conn::{Conn, ConnOptions};
-use slotline_client::{Client, CommitError, NodeAddr};
+use slotline_client::{Client, CommitError, CommitFuture, Config, NodeAddr};
 use slotline_router::{key_slot, Redirect, RedirectKind};
 use slotline_testkit::{LocalCluster, Role};
 
@@ -183,67 +188,118 @@ impl std::fmt::Display for Tally {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The ledger: acknowledged ⊆ present
+// The ledger: every write's fate against the lists in the cluster
 // ---------------------------------------------------------------------------------------------
 
-/// What the cluster may hold for one key.
-#[derive(Clone, Debug, Default)]
-pub struct KeyState {
-    /// The value of the last write acknowledged (`Ok`).
-    pub acked: Option<String>,
-    /// Values of later writes whose outcome is unknown (`may_have_been_applied`): each may or
-    /// may not be there.
-    pub maybe: Vec<String>,
-    /// The load phase (see [`Load::set_phase`]) in which `acked` was written.
-    pub acked_phase: usize,
+/// What a committer was told about one write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// Acknowledged (`Ok`): the value must be in the key's list exactly once.
+    Acked,
+    /// An error that says the write may have been applied (`may_have_been_applied`): the value
+    /// may be in the list, at most once.
+    Maybe,
+    /// An error that says the write was not applied: the value must not be in the list.
+    NotApplied,
 }
 
-/// Per key, the last acknowledged value and the ambiguous writes after it. A thread owns its
-/// keys, so a key's writes are sequential and "later" is well defined.
+impl Fate {
+    pub fn of<T>(result: &Result<T, CommitError>) -> Fate {
+        match result {
+            Ok(_) => Fate::Acked,
+            Err(e) if e.may_have_been_applied() => Fate::Maybe,
+            Err(_) => Fate::NotApplied,
+        }
+    }
+}
+
+/// One `RPUSH key <load>.<thread>.<seq>`, as its committer recorded it.
+#[derive(Clone, Copy, Debug)]
+pub struct Write {
+    pub seq: u64,
+    pub fate: Fate,
+    /// The load phase (see [`Load::set_phase`]) in which the commit started.
+    pub phase: usize,
+}
+
+/// The writes to one key, in submission order (a key belongs to one committer thread, whose
+/// commits are sequential, so its sequence numbers increase).
+#[derive(Clone, Debug, Default)]
+pub struct KeyState {
+    /// The value prefix of every write to the key: `<load>.<thread>.`.
+    pub prefix: String,
+    pub writes: Vec<Write>,
+}
+
+impl KeyState {
+    /// The write whose value is `value`, by its index in `writes`.
+    fn find(&self, value: &[u8]) -> Option<usize> {
+        let seq: u64 = std::str::from_utf8(value)
+            .ok()?
+            .strip_prefix(self.prefix.as_str())?
+            .parse()
+            .ok()?;
+        self.writes.binary_search_by_key(&seq, |w| w.seq).ok()
+    }
+}
+
+/// Every write of the committers, per key, with what its caller was told. Values are unique
+/// per write (`<load>.<thread>.<seq>`) and appended with `RPUSH`, so the lists read back say
+/// how many times each write was applied, and in what order.
 #[derive(Clone, Debug, Default)]
 pub struct Ledger {
     pub keys: HashMap<Vec<u8>, KeyState>,
+    /// Acknowledged writes from this phase on must be present; earlier ones may be missing
+    /// (see [`Ledger::acked_since`]).
+    pub required_since: usize,
 }
 
 impl Ledger {
-    pub fn record(
+    pub fn record<T>(
         &mut self,
         key: &[u8],
-        value: String,
+        prefix: &str,
+        seq: u64,
         phase: usize,
-        result: &Result<(), CommitError>,
+        result: &Result<T, CommitError>,
     ) {
-        let state = self.keys.entry(key.to_vec()).or_default();
-        match result {
-            Ok(()) => {
-                state.acked = Some(value);
-                state.acked_phase = phase;
-                state.maybe.clear();
-            }
-            Err(e) if e.may_have_been_applied() => state.maybe.push(value),
-            Err(_) => {}
-        }
+        let state = self.keys.entry(key.to_vec()).or_insert_with(|| KeyState {
+            prefix: prefix.to_owned(),
+            writes: Vec::new(),
+        });
+        debug_assert_eq!(state.prefix, prefix, "one writer per key");
+        debug_assert!(state.writes.last().is_none_or(|w| w.seq < seq));
+        state.writes.push(Write {
+            seq,
+            fate: Fate::of(result),
+            phase,
+        });
     }
 
     pub fn merge(&mut self, other: Ledger) {
         self.keys.extend(other.keys);
     }
 
-    /// Only the keys last acknowledged in `phase` or later (the cluster lost what came before,
-    /// such as after a restart without persistence).
+    /// The same ledger, requiring only the writes acknowledged in `phase` or later to be
+    /// present (the cluster lost what came before, such as after a restart without
+    /// persistence). What is present must still be there at most once, in submission order,
+    /// and never a write the caller was told was not applied.
     pub fn acked_since(&self, phase: usize) -> Ledger {
         Ledger {
-            keys: self
-                .keys
-                .iter()
-                .filter(|(_, s)| s.acked.is_some() && s.acked_phase >= phase)
-                .map(|(k, s)| (k.clone(), s.clone()))
-                .collect(),
+            keys: self.keys.clone(),
+            required_since: phase,
         }
     }
 
-    /// Reads every key back from the current masters and checks that the last acknowledged
-    /// value (or a later ambiguous one) is there. Panics with the violations.
+    /// Reads every key's list back (`LRANGE key 0 -1`) from the master now serving it, and
+    /// checks each against its writes:
+    ///
+    /// - an acknowledged write (from [`Ledger::required_since`] on) is present exactly once;
+    /// - a write whose outcome was ambiguous is present at most once;
+    /// - a write the caller was told was not applied is absent;
+    /// - the values present appear in submission order, and each is one this ledger wrote.
+    ///
+    /// Panics with the violations.
     pub fn verify(&self, cluster: &LocalCluster, what: &str) -> Verified {
         let mut reader = Reader::new(cluster);
         let mut v = Verified::default();
@@ -251,36 +307,61 @@ impl Ledger {
         let mut keys: Vec<_> = self.keys.iter().collect();
         keys.sort_by(|a, b| a.0.cmp(b.0));
         for (key, state) in keys {
-            if state.acked.is_none() && state.maybe.is_empty() {
-                continue;
-            }
             v.keys += 1;
-            let present = reader.get(key);
-            let present = present
-                .as_deref()
-                .map(|b| String::from_utf8_lossy(b).into_owned());
-            let exact = present.is_some() && present == state.acked;
-            let ambiguous = present
-                .as_ref()
-                .is_some_and(|p| state.maybe.iter().any(|m| m == p))
-                || (state.acked.is_none() && present.is_none());
-            if exact {
-                v.exact += 1;
-            } else if ambiguous {
+            let list = reader.lrange(key);
+            v.values += list.len();
+            let name = String::from_utf8_lossy(key);
+            let mut count = vec![0u32; state.writes.len()];
+            let mut last: Option<usize> = None;
+            for value in &list {
+                let shown = String::from_utf8_lossy(value);
+                let Some(i) = state.find(value) else {
+                    violations.push(format!("{name}: holds {shown:?}, never written to it"));
+                    continue;
+                };
+                count[i] += 1;
+                if last.is_some_and(|l| l >= i) && count[i] == 1 {
+                    violations.push(format!(
+                        "{name}: {shown:?} comes after {}{} (out of submission order)",
+                        state.prefix,
+                        state.writes[last.unwrap_or(0)].seq
+                    ));
+                }
+                last = Some(last.map_or(i, |l| l.max(i)));
+            }
+            let mut ambiguous = false;
+            for (w, &n) in state.writes.iter().zip(&count) {
+                let value = format!("{}{}", state.prefix, w.seq);
+                let required = w.fate == Fate::Acked && w.phase >= self.required_since;
+                match (w.fate, n) {
+                    (_, n) if n > 1 => violations.push(format!(
+                        "{name}: {value:?} ({:?}) applied {n} times",
+                        w.fate
+                    )),
+                    (Fate::NotApplied, 1) => violations.push(format!(
+                        "{name}: {value:?} present, although its caller was told it was not applied"
+                    )),
+                    (Fate::Acked, 0) if required => {
+                        violations.push(format!("{name}: {value:?} acknowledged, missing"))
+                    }
+                    (Fate::Acked, 1) => v.acked += 1,
+                    (Fate::Maybe, 1) => {
+                        v.maybe_present += 1;
+                        ambiguous = true;
+                    }
+                    (Fate::Maybe, _) => v.maybe_absent += 1,
+                    _ => {}
+                }
+            }
+            if ambiguous {
                 v.ambiguous += 1;
             } else {
-                violations.push(format!(
-                    "{}: present {:?}, last acknowledged {:?}, ambiguous after it {:?}",
-                    String::from_utf8_lossy(key),
-                    present,
-                    state.acked,
-                    state.maybe
-                ));
+                v.exact += 1;
             }
         }
         assert!(
             violations.is_empty(),
-            "{what}: {} of {} keys lost an acknowledged write, e.g.:\n{}",
+            "{what}: {} violations in {} keys, e.g.:\n{}",
             violations.len(),
             v.keys,
             violations
@@ -297,12 +378,19 @@ impl Ledger {
 /// What [`Ledger::verify`] found.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Verified {
-    /// Keys checked.
+    /// Keys read back.
     pub keys: usize,
-    /// Keys holding their last acknowledged value.
+    /// Keys holding only acknowledged writes.
     pub exact: usize,
-    /// Keys holding a later write whose outcome was ambiguous.
+    /// Keys also holding a write whose outcome was ambiguous.
     pub ambiguous: usize,
+    /// Values read back, over all keys.
+    pub values: usize,
+    /// Acknowledged writes found (each once).
+    pub acked: usize,
+    /// Ambiguous writes found (each once), and not found.
+    pub maybe_present: usize,
+    pub maybe_absent: usize,
 }
 
 /// Reads keys with plain connections from whichever master serves them, following `MOVED`
@@ -338,6 +426,32 @@ impl<'a> Reader<'a> {
 
     /// `GET key` from the master serving it. Panics if no answer comes within 30 s.
     pub fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        match self.read(key, redis::cmd("GET").arg(key)) {
+            redis::Value::BulkString(v) => Some(v),
+            redis::Value::Nil => None,
+            other => panic!("GET {} returned {other:?}", String::from_utf8_lossy(key)),
+        }
+    }
+
+    /// `LRANGE key 0 -1` from the master serving it: the whole list, empty when the key is
+    /// missing. Panics if no answer comes within 30 s.
+    pub fn lrange(&mut self, key: &[u8]) -> Vec<Vec<u8>> {
+        let name = String::from_utf8_lossy(key);
+        match self.read(key, redis::cmd("LRANGE").arg(key).arg(0).arg(-1)) {
+            redis::Value::Array(items) => items
+                .into_iter()
+                .map(|item| match item {
+                    redis::Value::BulkString(v) => v,
+                    other => panic!("LRANGE {name} returned an item {other:?}"),
+                })
+                .collect(),
+            other => panic!("LRANGE {name} returned {other:?}"),
+        }
+    }
+
+    /// Sends `cmd` (about `key`) to the master serving `key`, following redirects; returns
+    /// the first reply that is not an error. Panics if none comes within 30 s.
+    fn read(&mut self, key: &[u8], cmd: &redis::Cmd) -> redis::Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         let running: Vec<u16> = running_ports(self.cluster);
         let mut next = running[0];
@@ -347,7 +461,7 @@ impl<'a> Reader<'a> {
             attempt += 1;
             assert!(
                 Instant::now() < deadline,
-                "no node answered GET {} within 30 s",
+                "no node answered for {} within 30 s",
                 String::from_utf8_lossy(key)
             );
             let Some(conn) = self.conn(next) else {
@@ -359,7 +473,7 @@ impl<'a> Reader<'a> {
                 let _ = conn.query(&redis::cmd("ASKING"));
                 asking = false;
             }
-            let reply = match conn.query(redis::cmd("GET").arg(key)) {
+            let reply = match conn.query(cmd) {
                 Ok(reply) => reply,
                 Err(_) => {
                     self.conns.remove(&next);
@@ -369,19 +483,25 @@ impl<'a> Reader<'a> {
                 }
             };
             match reply {
-                Ok(redis::Value::BulkString(v)) => return Some(v),
-                Ok(redis::Value::Nil) => return None,
-                Ok(other) => panic!("GET {} returned {other:?}", String::from_utf8_lossy(key)),
+                Ok(value) => return value,
                 Err(e) if e.code() == "MOVED" || e.code() == "ASK" => {
                     let text = format!("{} {}", e.code(), e.details().unwrap_or(""));
                     let redirect = Redirect::parse(&text).expect("a well-formed redirect");
                     asking = redirect.kind() == RedirectKind::Ask;
                     next = redirect.target("127.0.0.1").port();
                 }
-                Err(_) => {
-                    // CLUSTERDOWN, TRYAGAIN, LOADING: the cluster is settling.
+                Err(e)
+                    if ["CLUSTERDOWN", "TRYAGAIN", "LOADING", "MASTERDOWN"].contains(&e.code()) =>
+                {
+                    // The cluster is settling.
                     thread::sleep(Duration::from_millis(50));
                 }
+                Err(e) => panic!(
+                    "reading {} back: {} {}",
+                    String::from_utf8_lossy(key),
+                    e.code(),
+                    e.details().unwrap_or("")
+                ),
             }
         }
     }
@@ -422,20 +542,45 @@ pub struct Report {
     pub phase_first_ok: [Option<Duration>; PHASES],
 }
 
+/// What a committer thread shows while it runs, for the test to wait on.
+#[derive(Debug, Default)]
+struct Progress {
+    group: usize,
+    /// The phase of the commit it started last.
+    started_phase: AtomicUsize,
+    /// When its last `Ok` ended, in microseconds from the load's start, plus one (0: none).
+    last_ok_us: AtomicU64,
+}
+
+/// Loads started in this process: part of every value, so that no two loads write the same.
+static LOADS: AtomicU64 = AtomicU64::new(0);
+
 /// Committer threads running until stopped.
 pub struct Load {
     pub t0: Instant,
     stop: Arc<AtomicBool>,
     phase: Arc<AtomicUsize>,
+    progress: Arc<Vec<Progress>>,
     handles: Vec<JoinHandle<Report>>,
 }
 
 impl Load {
-    /// Starts one thread per worker. Each writes `SET key "<thread>.<seq>"` with a value unique
-    /// to the write, cycling over its keys, pausing `pace` between commits.
+    /// Starts one thread per worker. Each appends `RPUSH key "<load>.<thread>.<seq>"`, a value
+    /// unique to the write, cycling over its keys, pausing `pace` between commits, and records
+    /// what it was told in its [`Ledger`].
     pub fn start(client: &Arc<Client>, workers: Vec<Worker>, pace: Duration, events: bool) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let phase = Arc::new(AtomicUsize::new(0));
+        let load = LOADS.fetch_add(1, Ordering::Relaxed);
+        let progress: Arc<Vec<Progress>> = Arc::new(
+            workers
+                .iter()
+                .map(|w| Progress {
+                    group: w.group,
+                    ..Progress::default()
+                })
+                .collect(),
+        );
         let t0 = Instant::now();
         let handles = workers
             .into_iter()
@@ -444,9 +589,12 @@ impl Load {
                 let client = Arc::clone(client);
                 let stop = Arc::clone(&stop);
                 let phase = Arc::clone(&phase);
+                let progress = Arc::clone(&progress);
                 thread::Builder::new()
                     .name(format!("committer-{t}"))
                     .spawn(move || {
+                        let me = &progress[t];
+                        let prefix = format!("{load}.{t}.");
                         let mut report = Report {
                             thread: t,
                             group: worker.group,
@@ -455,20 +603,33 @@ impl Load {
                         let mut seq = 0u64;
                         while !stop.load(Ordering::Relaxed) {
                             let key = &worker.keys[(seq as usize) % worker.keys.len()];
-                            let value = format!("{t}.{seq}");
-                            let p = phase.load(Ordering::Relaxed).min(PHASES - 1);
+                            let value = format!("{prefix}{seq}");
+                            let p = phase.load(Ordering::SeqCst).min(PHASES - 1);
+                            me.started_phase.store(p, Ordering::SeqCst);
                             let start = Instant::now();
-                            let result = client.commit(key, value.as_bytes());
+                            let result =
+                                match client.commit_cmd(redis::cmd("RPUSH").arg(key).arg(&value)) {
+                                    Ok(redis::Value::Int(n)) if n >= 1 => Ok(()),
+                                    Ok(other) => panic!(
+                                        "RPUSH {} answered {other:?}",
+                                        String::from_utf8_lossy(key)
+                                    ),
+                                    Err(e) => Err(e),
+                                };
                             let end = Instant::now();
                             report.calls += 1;
                             report.tally.add(&result);
                             report.phase_tally[p].add(&result);
-                            report.ledger.record(key, value, p, &result);
+                            report.ledger.record(key, &prefix, seq, p, &result);
                             let latency = end - start;
                             report.max_latency = report.max_latency.max(latency);
                             report.phase_max_latency[p] = report.phase_max_latency[p].max(latency);
-                            if result.is_ok() && report.phase_first_ok[p].is_none() {
-                                report.phase_first_ok[p] = Some(end - t0);
+                            if result.is_ok() {
+                                if report.phase_first_ok[p].is_none() {
+                                    report.phase_first_ok[p] = Some(end - t0);
+                                }
+                                let us = (end - t0).as_micros() as u64 + 1;
+                                me.last_ok_us.store(us, Ordering::SeqCst);
                             }
                             if events {
                                 report.events.push(Event {
@@ -491,6 +652,7 @@ impl Load {
             t0,
             stop,
             phase,
+            progress,
             handles,
         }
     }
@@ -502,7 +664,37 @@ impl Load {
 
     /// Commits started from now on count under `phase` (`0..PHASES`).
     pub fn set_phase(&self, phase: usize) {
-        self.phase.store(phase, Ordering::Relaxed);
+        self.phase.store(phase, Ordering::SeqCst);
+    }
+
+    /// Waits until every thread has started a commit in `phase` or later, so that none is
+    /// still inside a commit of an earlier phase, for at most `timeout`. Returns whether it
+    /// happened.
+    pub fn wait_started_in(&self, phase: usize, timeout: Duration) -> bool {
+        poll_until(timeout, || {
+            self.progress
+                .iter()
+                .all(|p| p.started_phase.load(Ordering::SeqCst) >= phase)
+        })
+    }
+
+    /// Waits until every thread (of `group`, when given) has had a commit acknowledged that
+    /// ended after `after` (from the load's start), for at most `timeout`. Returns when that
+    /// happened (from the load's start), or `None` at the timeout.
+    pub fn wait_committed_after(
+        &self,
+        group: Option<usize>,
+        after: Duration,
+        timeout: Duration,
+    ) -> Option<Duration> {
+        let after_us = after.as_micros() as u64 + 1;
+        poll_until(timeout, || {
+            self.progress
+                .iter()
+                .filter(|p| group.is_none_or(|g| p.group == g))
+                .all(|p| p.last_ok_us.load(Ordering::SeqCst) > after_us)
+        })
+        .then(|| self.now())
     }
 
     /// Stops every thread and joins it; panics naming the threads still running after
@@ -531,6 +723,20 @@ impl Load {
     }
 }
 
+/// Polls `done` every 5 ms until it holds or `timeout` passes; returns whether it held.
+pub fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Merges the reports' tallies and ledgers.
 pub fn totals(reports: &[Report]) -> (Tally, Ledger, u64) {
     let mut tally = Tally::default();
@@ -556,6 +762,190 @@ pub fn metrics_outcomes(client: &Client, calls: u64, timeout: Duration) -> u64 {
         }
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scheduling lag and open-loop writers
+// ---------------------------------------------------------------------------------------------
+
+/// A thread that sleeps 5 ms at a time and records by how much it overslept: how late this
+/// machine runs a thread that is due, measured in the same run as the figures it excuses. On
+/// an idle machine the worst lag is a few milliseconds; on a loaded two-core machine it can
+/// reach hundreds.
+pub struct Lag {
+    stop: Arc<AtomicBool>,
+    worst_us: Arc<AtomicU64>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Lag {
+    pub fn start() -> Lag {
+        let stop = Arc::new(AtomicBool::new(false));
+        let worst_us = Arc::new(AtomicU64::new(0));
+        let handle = {
+            let (stop, worst_us) = (Arc::clone(&stop), Arc::clone(&worst_us));
+            thread::Builder::new()
+                .name("lag-probe".into())
+                .spawn(move || {
+                    let tick = Duration::from_millis(5);
+                    while !stop.load(Ordering::Relaxed) {
+                        let begun = Instant::now();
+                        thread::sleep(tick);
+                        let late = begun.elapsed().saturating_sub(tick);
+                        worst_us.fetch_max(late.as_micros() as u64, Ordering::Relaxed);
+                    }
+                })
+                .expect("spawn the lag probe")
+        };
+        Lag {
+            stop,
+            worst_us,
+            handle: Some(handle),
+        }
+    }
+
+    /// The worst lag seen so far.
+    pub fn worst(&self) -> Duration {
+        Duration::from_micros(self.worst_us.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for Lag {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// What an [`OpenLoop`] thread saw.
+#[derive(Debug, Default)]
+pub struct OpenLoopReport {
+    /// Futures created.
+    pub created: u64,
+    /// Their outcomes (those still pending at the stop are not counted).
+    pub tally: Tally,
+}
+
+/// Open-loop writers: threads that create `commit_async` futures without waiting for them
+/// (the op is queued, or refused, at its first poll), keep the pending ones and poll them again
+/// now and then, so that the number of writes outstanding is up to the client, not to its
+/// callers. A client whose queues are bounded keeps that number at its queues' capacity; an
+/// unbounded queue anywhere would let it grow with the rate and show in memory.
+pub struct OpenLoop {
+    stop: Arc<AtomicBool>,
+    /// Futures pending after each thread's last sweep, summed over the threads.
+    outstanding: Arc<AtomicUsize>,
+    handles: Vec<JoinHandle<OpenLoopReport>>,
+}
+
+/// Futures an [`OpenLoop`] thread creates between two sweeps of its pending ones.
+pub const SWEEP: usize = 64;
+
+impl OpenLoop {
+    /// Starts `threads` writers of `value` to keys `<prefix>{<thread>-<i>}`, each pausing
+    /// 1 ms after every `burst` futures (0: never).
+    pub fn start(
+        client: &Arc<Client>,
+        threads: usize,
+        prefix: &str,
+        value: &[u8],
+        burst: usize,
+    ) -> OpenLoop {
+        let stop = Arc::new(AtomicBool::new(false));
+        let outstanding = Arc::new(AtomicUsize::new(0));
+        let handles =
+            (0..threads)
+                .map(|t| {
+                    let (client, stop, outstanding) = (
+                        Arc::clone(client),
+                        Arc::clone(&stop),
+                        Arc::clone(&outstanding),
+                    );
+                    let (prefix, value) = (prefix.to_owned(), value.to_vec());
+                    thread::Builder::new()
+                        .name(format!("open-loop-{t}"))
+                        .spawn(move || {
+                            let mut cx = Context::from_waker(Waker::noop());
+                            let mut report = OpenLoopReport::default();
+                            let mut pending: Vec<CommitFuture> = Vec::new();
+                            let mut published = 0usize;
+                            let mut poll = |fut: &mut CommitFuture, report: &mut OpenLoopReport| {
+                                match Pin::new(fut).poll(&mut cx) {
+                                    Poll::Ready(result) => {
+                                        report.tally.add(&result);
+                                        true
+                                    }
+                                    Poll::Pending => false,
+                                }
+                            };
+                            let mut i = 0u64;
+                            while !stop.load(Ordering::Relaxed) {
+                                let key = format!("{prefix}{{{t}-{i}}}");
+                                let mut fut = client.commit_async(key.as_bytes(), &value);
+                                report.created += 1;
+                                if !poll(&mut fut, &mut report) {
+                                    pending.push(fut);
+                                }
+                                i += 1;
+                                if i % SWEEP as u64 == 0 {
+                                    pending.retain_mut(|f| !poll(f, &mut report));
+                                    // Exact for this thread: every future left was just polled.
+                                    let now = pending.len();
+                                    if now >= published {
+                                        outstanding.fetch_add(now - published, Ordering::SeqCst);
+                                    } else {
+                                        outstanding.fetch_sub(published - now, Ordering::SeqCst);
+                                    }
+                                    published = now;
+                                }
+                                if burst > 0 && i % burst as u64 == 0 {
+                                    thread::sleep(Duration::from_millis(1));
+                                }
+                            }
+                            outstanding.fetch_sub(published, Ordering::SeqCst);
+                            // Dropping the rest abandons what was not sent.
+                            report
+                        })
+                        .expect("spawn an open-loop writer")
+                })
+                .collect();
+        OpenLoop {
+            stop,
+            outstanding,
+            handles,
+        }
+    }
+
+    /// Futures pending at the threads' last sweeps (each at most [`SWEEP`] futures old).
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::SeqCst)
+    }
+
+    /// Stops the threads and merges their reports.
+    pub fn stop(self) -> OpenLoopReport {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut total = OpenLoopReport::default();
+        for h in self.handles {
+            let r = h.join().expect("an open-loop writer panicked");
+            total.created += r.created;
+            total.tally.merge(&r.tally);
+        }
+        total
+    }
+}
+
+/// How many writes the client can hold at once, by its own configuration: every master's
+/// ring (`Config::master_capacity` of the slots it serves), plus, per master, its link's window
+/// (`max_batch × pipeline_depth` in flight) and as many again waiting to be resent, and the
+/// op a link holds between its ring and a batch.
+pub fn client_bound(config: &Config, map: &[u16]) -> usize {
+    let window = config.batching.max_batch * config.batching.pipeline_depth;
+    masters_by_slot(map)
+        .iter()
+        .map(|&(_, slots)| config.master_capacity(slots) + 2 * window + 1)
+        .sum()
 }
 
 // ---------------------------------------------------------------------------------------------
