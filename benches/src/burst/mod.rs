@@ -386,8 +386,11 @@ struct Outage {
 
 /// Freezes every node of `cluster` (SIGSTOP) once the replay has offered the outage's first
 /// event, and thaws them (SIGCONT) after its length; gives up if the replay ends first.
+///
+/// An outage at the very start of the trace waits for the first write all the same, so that
+/// a path still connecting (before its replay starts) is not frozen out of the outage.
 fn freeze(cluster: &LocalCluster, outage: &Outage, offered: &AtomicUsize, replaying: &AtomicBool) {
-    while offered.load(Ordering::Relaxed) < outage.first_event {
+    while offered.load(Ordering::Relaxed) < outage.first_event.max(1) {
         if !replaying.load(Ordering::Relaxed) {
             return;
         }
