@@ -18,7 +18,15 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(a.duration, Duration::from_secs(10));
     assert_eq!(a.rate, 20_000.0);
     assert_eq!(a.burst_factor, 10.0);
-    assert_eq!(a.paths, [PathKind::Sidecar, PathKind::Slotline]);
+    assert_eq!(
+        a.paths,
+        [
+            PathKind::Sidecar,
+            PathKind::Slotline,
+            PathKind::RedisRs,
+            PathKind::Fred
+        ]
+    );
     assert_eq!(
         a.traces,
         [TraceKind::Heavy, TraceKind::HeavyOutage, TraceKind::Poisson]
@@ -39,7 +47,7 @@ fn flags_set_their_values() {
         "--seed",
         "9",
         "--paths",
-        "slotline",
+        "fred,slotline,redis-rs",
         "--traces",
         "poisson,heavy,heavy-outage",
         "--outage",
@@ -65,7 +73,12 @@ fn flags_set_their_values() {
     };
     assert_eq!(a.duration, Duration::from_millis(2500));
     assert_eq!((a.rate, a.burst_factor, a.seed), (5000.0, 4.0, 9));
-    assert_eq!(a.paths, [PathKind::Slotline]);
+    assert_eq!(
+        a.paths,
+        [PathKind::Fred, PathKind::Slotline, PathKind::RedisRs]
+    );
+    let names: Vec<&str> = a.paths.iter().map(|p| p.name()).collect();
+    assert_eq!(names, ["fred", "slotline", "redis-rs"]);
     assert_eq!(
         a.traces,
         [TraceKind::Poisson, TraceKind::Heavy, TraceKind::HeavyOutage]
@@ -92,6 +105,7 @@ fn bad_flags_are_refused_with_the_flag_named() {
         (&["--duration", "10ms"], "--duration", "at least 100ms"),
         (&["--paths", "sidecar,envoy"], "--paths", "`envoy`"),
         (&["--paths", "slotline,slotline"], "--paths", "twice"),
+        (&["--paths", "redis_rs"], "--paths", "redis-rs, fred"),
         (&["--sidecar-window", "100"], "--sidecar-window", "unit"),
         (&["--nodes", "nohost"], "--nodes", "nohost"),
         (&["--callers", "0"], "--callers", "1..=1024"),
@@ -142,6 +156,11 @@ fn the_program_exits_2_on_a_bad_flag_and_1_on_a_bad_trace_naming_the_line() {
 
     let out = Command::new(exe).arg("--help").output().unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("--sidecar-enforce"));
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--sidecar-enforce"), "{help}");
+    assert!(
+        help.contains("[default: sidecar,slotline,redis-rs,fred]"),
+        "{help}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,4 +1,5 @@
-//! A short `burst` run against a real local cluster: the loss accounting adds up.
+//! A short `burst` run against a real local cluster through every path (the sidecar model,
+//! slotline, redis-rs, fred): the loss accounting adds up.
 //!
 //! Needs `redis-server` and `redis-cli` (7 or newer) on `PATH`, as the client's tests do.
 #![cfg(not(feature = "loom"))]
@@ -6,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use slotline_bench::burst::args::{Args, TraceKind};
+use slotline_bench::burst::args::{Args, PathKind, TraceKind};
 use slotline_bench::burst::{run, DROPPED_AT_STOP};
 use slotline_testkit::LocalCluster;
 
@@ -32,8 +33,10 @@ fn offered_equals_acknowledged_plus_refused_and_slotline_loses_nothing() {
     let cluster = LocalCluster::start().expect("a local cluster (redis-server on PATH)");
 
     let a = args(&cluster, "drain");
+    assert_eq!(a.paths, PathKind::ALL, "every path by default");
     let (report, outputs) = run(&a, "burst (test)").unwrap();
-    assert_eq!(report.runs.len(), 2);
+    let paths: Vec<&str> = report.runs.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["sidecar", "slotline", "redis-rs", "fred"]);
     let events = report.traces[0].events;
     assert!(events > 3_000, "a 2 s trace at 3000/s has {events} events");
     for r in &report.runs {
@@ -80,13 +83,49 @@ fn offered_equals_acknowledged_plus_refused_and_slotline_loses_nothing() {
     // slotline acknowledges only what Redis confirmed; that nothing acknowledged is missing is
     // the read-back's `lost == 0` above (its acked-not-in-Redis figure is 0 by construction).
     assert_eq!(report.runs[1].path, "slotline");
+    // The peers: every write answered on a healthy cluster, an in-flight count sampled, no
+    // configured bound, their memory measured.
+    for peer in &report.runs[2..] {
+        let who = &peer.path;
+        assert_eq!(peer.acknowledged, peer.offered, "{who}: {:?}", peer.errors);
+        assert_eq!(peer.in_redis_latency_ms.count, peer.acknowledged, "{who}");
+        assert!(peer.peak_queue_depth > 0, "{who}: no in-flight sample");
+        assert!(
+            peer.series.iter().any(|b| b.depth > 0),
+            "{who}: in flight over time"
+        );
+        assert_eq!(
+            (peer.configured_depth, peer.depth_enforced),
+            (0, false),
+            "{who}"
+        );
+        assert_eq!(peer.peak_acked_not_in_redis, 0, "{who}");
+        assert!(
+            peer.peak_rss.callers_peak_kib >= peer.peak_rss.callers_base_kib
+                && peer.peak_rss.callers_base_kib > 0,
+            "{who}: {:?}",
+            peer.peak_rss
+        );
+        assert!(peer.peak_rss.proxy_peak_kib.is_none(), "{who}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_reader(std::fs::File::open(&outputs.json).unwrap()).unwrap();
+    let json_paths: Vec<&str> = json["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(json_paths, paths);
+    assert!(report.story_table().contains("| redis-rs | heavy |"));
+    assert!(report.story_table().contains("/ none (unbounded)"));
     assert!(outputs.json.exists());
     assert!(outputs.svg.as_ref().is_some_and(|s| s.exists()));
 
     // Stopped at once when the replay ends (no grace): what was still queued was
     // acknowledged and is lost, and the read-back finds it.
     let mut a = args(&cluster, "stop");
-    a.paths = vec![slotline_bench::burst::args::PathKind::Sidecar];
+    a.paths = vec![PathKind::Sidecar];
     a.sidecar.grace = Duration::ZERO;
     a.sidecar.window = Duration::from_millis(500);
     let (report, _) = run(&a, "burst (test, no grace)").unwrap();
@@ -110,7 +149,8 @@ fn offered_equals_acknowledged_plus_refused_and_slotline_loses_nothing() {
 
 /// The `heavy-outage` scenario freezes the whole local cluster at the top of the burst:
 /// slotline's callers see typed errors for what could not be confirmed, and nothing slotline
-/// acknowledged is missing; the sidecar keeps acknowledging and gives up batches upstream.
+/// acknowledged is missing; the sidecar keeps acknowledging and gives up batches upstream;
+/// the peers, without a command timeout by default, hold their writes through the freeze.
 #[test]
 fn an_outage_fails_slotline_writes_visibly_and_loses_none_it_acknowledged() {
     let mut a = Args {
@@ -131,9 +171,10 @@ fn an_outage_fails_slotline_writes_visibly_and_loses_none_it_acknowledged() {
     };
     a.sidecar.timeout = Duration::from_millis(200);
     let (report, outputs) = run(&a, "burst (test, outage)").unwrap();
-    assert_eq!(report.runs.len(), 2);
+    assert_eq!(report.runs.len(), 4);
     for r in &report.runs {
         assert_eq!(r.trace, "heavy-outage");
+        assert_eq!(r.pending, 0, "{}", r.path);
         let (at, length) = r.outage_ms.expect("the outage is reported");
         assert_eq!(length, 1500.0);
         assert!(at + length <= report.traces[0].duration_s * 1e3 + 1.0);
@@ -173,5 +214,34 @@ fn an_outage_fails_slotline_writes_visibly_and_loses_none_it_acknowledged() {
         "batches in flight during a 1.5 s freeze outlive a 200 ms request timeout: {:?}",
         sidecar.after_ack_failures
     );
+    for peer in &report.runs[2..] {
+        let who = &peer.path;
+        assert_eq!(peer.lost, 0, "{who} lost acknowledged writes");
+        assert_eq!(peer.read_back.phantom, 0, "{who}");
+        assert_eq!(
+            peer.read_back.unknown_applied + peer.read_back.unknown_absent,
+            peer.unknown,
+            "{who}"
+        );
+        let errors: u64 = peer.errors.values().sum();
+        assert_eq!(
+            errors,
+            peer.rejected + peer.unknown,
+            "{who}: {:?}",
+            peer.errors
+        );
+        // Offered writes wait out the freeze (no timeout by default): the in-flight count
+        // climbs past what a healthy cluster ever holds.
+        assert!(
+            peer.caller_latency_ms.max >= 1_000.0,
+            "{who}: the freeze shows in its latency: {:?}",
+            peer.caller_latency_ms
+        );
+        assert!(
+            peer.peak_queue_depth > 500,
+            "{who}: {}",
+            peer.peak_queue_depth
+        );
+    }
     let _ = std::fs::remove_dir_all(outputs.json.parent().unwrap());
 }

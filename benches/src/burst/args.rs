@@ -11,16 +11,17 @@ use super::sidecar::SidecarParams;
 
 /// The help text.
 pub const HELP: &str = "\
-burst: replay heavy-tailed write traffic through a sidecar-queue model and through slotline,
-on a real Redis Cluster, and report latency, queue growth, buffers and losses.
+burst: replay heavy-tailed write traffic through a sidecar-queue model, through slotline and
+through the redis-rs and fred cluster clients, on a real Redis Cluster, and report latency,
+queue growth, memory, buffers and losses.
 
 USAGE:
     cargo run --release -p slotline-bench --bin burst -- [OPTIONS]
 
 With no options: starts a local Redis Cluster (3 masters + 3 replicas), generates a seeded
-heavy-tailed trace and a Poisson trace of the same mean, replays each through the sidecar
-model and through slotline (on a flushed cluster each time), reads back every acknowledged
-key, prints the tables, and writes target/burst/report.json and target/burst/report.svg.
+heavy-tailed trace and a Poisson trace of the same mean, replays each (and the heavy one with
+an outage) through every path (on a flushed cluster each time), reads back every write,
+prints the tables, and writes target/burst/report.json and target/burst/report.svg.
 
 TRACE:
     --duration SECS        length of each generated trace [default: 10] (also `500ms`, `2m`)
@@ -39,8 +40,14 @@ TRACE:
     --outage DUR           how long heavy-outage freezes the cluster [default: 2s]
 
 PATHS:
-    --paths LIST           which write paths: sidecar, slotline [default: sidecar,slotline]
-    --callers N            caller threads per path [default: 16]
+    --paths LIST           which write paths: sidecar (ack-on-enqueue proxy model), slotline,
+                           redis-rs (its async ClusterConnection), fred (its clustered
+                           Client); the two clients run with their documented defaults,
+                           one tokio task per write on a 2-worker runtime; futures still
+                           unanswered 60 s after the replay count as unknown
+                           [default: sidecar,slotline,redis-rs,fred]
+    --callers N            caller threads per path (sidecar and slotline; the clients get
+                           one scheduler thread that spawns a task per write) [default: 16]
     --config FILE          slotline's YAML configuration [default: geo_shard_client.yaml];
                            its `nodes` are replaced by the cluster's
     --sidecar-depth N      the sidecar's configured queue depth [default: 10000]
@@ -68,14 +75,28 @@ pub enum PathKind {
     Sidecar,
     /// slotline's client.
     Slotline,
+    /// redis-rs's async cluster connection ([`super::peers::RedisRs`]).
+    RedisRs,
+    /// fred's clustered client ([`super::peers::Fred`]).
+    Fred,
 }
 
 impl PathKind {
-    /// `sidecar` or `slotline`.
+    /// Every path, in the default order.
+    pub const ALL: [PathKind; 4] = [
+        PathKind::Sidecar,
+        PathKind::Slotline,
+        PathKind::RedisRs,
+        PathKind::Fred,
+    ];
+
+    /// `sidecar`, `slotline`, `redis-rs` or `fred`.
     pub fn name(self) -> &'static str {
         match self {
             PathKind::Sidecar => "sidecar",
             PathKind::Slotline => "slotline",
+            PathKind::RedisRs => "redis-rs",
+            PathKind::Fred => "fred",
         }
     }
 }
@@ -157,7 +178,7 @@ impl Default for Args {
             record: None,
             traces: vec![TraceKind::Heavy, TraceKind::HeavyOutage, TraceKind::Poisson],
             outage: Duration::from_secs(2),
-            paths: vec![PathKind::Sidecar, PathKind::Slotline],
+            paths: PathKind::ALL.to_vec(),
             callers: 16,
             config: PathBuf::from("geo_shard_client.yaml"),
             sidecar: SidecarParams::default(),
@@ -308,12 +329,8 @@ pub fn parse(argv: &[String]) -> Result<Command, ArgError> {
                 a.paths = list(
                     flag,
                     &value()?,
-                    |s| match s {
-                        "sidecar" => Some(PathKind::Sidecar),
-                        "slotline" => Some(PathKind::Slotline),
-                        _ => None,
-                    },
-                    "sidecar, slotline",
+                    |s| PathKind::ALL.into_iter().find(|p| p.name() == s),
+                    "sidecar, slotline, redis-rs, fred",
                 )?;
             }
             "--callers" => {

@@ -1,5 +1,6 @@
-//! `burst`: the same heavy-tailed write traffic through a sidecar-queue model and through
-//! slotline, on a real Redis Cluster, with every acknowledged write read back.
+//! `burst`: the same heavy-tailed write traffic through a sidecar-queue model, through
+//! slotline and through two clients a Rust service would pick (redis-rs, fred), on a real
+//! Redis Cluster, with every acknowledged write read back.
 //!
 //! One run, in order:
 //!
@@ -9,7 +10,8 @@
 //!    `--nodes` given; `FLUSHALL` before every replay.
 //! 3. **Replays** ([`replay`]): each trace through each path, open loop, latency from the
 //!    scheduled time. The sidecar path talks to a proxy process ([`sidecar`]); the slotline
-//!    path uses [`slotline_client::Client`] configured from `geo_shard_client.yaml`.
+//!    path uses [`slotline_client::Client`] configured from `geo_shard_client.yaml`; the
+//!    `redis-rs` and `fred` paths are those clients with their defaults ([`peers`]).
 //! 4. **Read-back** ([`readback`]): every key with an acknowledged write, compared with the
 //!    last acknowledged value.
 //! 5. **Report** ([`report`], [`plot`]): the story-shaped table, a fuller table,
@@ -17,6 +19,7 @@
 
 pub mod args;
 pub mod net;
+pub mod peers;
 pub mod plot;
 pub mod readback;
 pub mod replay;
@@ -145,6 +148,13 @@ fn fallback_name(f: FallbackStrategy) -> &'static str {
         FallbackStrategy::Block => "block",
         FallbackStrategy::DropOldest => "drop_oldest",
     }
+}
+
+/// Length of `HSET key field value` in RESP.
+fn packed_hset_len(key: usize, field: usize, value: usize) -> usize {
+    let bulk = |n: usize| 3 + n.to_string().len() + n + 2;
+    // *4\r\n $4\r\nHSET\r\n then three bulk strings.
+    4 + 10 + bulk(key) + bulk(field) + bulk(value)
 }
 
 /// Length of `SET key value` in RESP.
@@ -291,6 +301,19 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
             .map(|e| (op_size + packed_len(trace.key_of(e).len(), e.bytes.max(40) as usize)) as u64)
             .max()
             .unwrap_or(0);
+        let mean_hset_bytes = trace
+            .events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                packed_hset_len(
+                    trace.key_of(e).len(),
+                    readback::field_name(i as u64).len(),
+                    e.bytes.max(40) as usize,
+                ) as u64
+            })
+            .sum::<u64>()
+            / trace.events.len().max(1) as u64;
         for &path in &args.paths {
             net::flush_cluster(&masters)?;
             progress.set_message(format!(
@@ -320,6 +343,22 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
                     PathKind::Slotline => {
                         run_slotline(args, trace, &config, &master_ports, mean_op_bytes, &offered)
                     }
+                    PathKind::RedisRs => run_peer(
+                        path,
+                        trace,
+                        || peers::RedisRs::connect(&seeds),
+                        &master_ports,
+                        mean_hset_bytes,
+                        &offered,
+                    ),
+                    PathKind::Fred => run_peer(
+                        path,
+                        trace,
+                        || peers::Fred::connect(&seeds),
+                        &master_ports,
+                        mean_hset_bytes,
+                        &offered,
+                    ),
                 };
                 ticking.store(false, Ordering::Relaxed);
                 r
@@ -386,8 +425,11 @@ struct Outage {
 
 /// Freezes every node of `cluster` (SIGSTOP) once the replay has offered the outage's first
 /// event, and thaws them (SIGCONT) after its length; gives up if the replay ends first.
+///
+/// An outage at the very start of the trace waits for the first write all the same, so that
+/// a path still connecting (before its replay starts) is not frozen out of the outage.
 fn freeze(cluster: &LocalCluster, outage: &Outage, offered: &AtomicUsize, replaying: &AtomicBool) {
-    while offered.load(Ordering::Relaxed) < outage.first_event {
+    while offered.load(Ordering::Relaxed) < outage.first_event.max(1) {
         if !replaying.load(Ordering::Relaxed) {
             return;
         }
@@ -503,6 +545,37 @@ fn run_slotline(
     drop(client);
     let extras = PathExtras {
         path: "slotline".to_owned(),
+        peak_rss: Rss {
+            callers_base_kib: run.caller_base_rss_kib,
+            callers_peak_kib: run.caller_peak_rss_kib,
+            proxy_peak_kib: None,
+        },
+        ..PathExtras::default()
+    };
+    Ok((run, extras))
+}
+
+/// One replay through a peer client ([`peers`]): no configured bound (both peers queue
+/// without limit by default), in-flight bytes estimated from the mean `HSET` size.
+fn run_peer<P, F, Fut>(
+    path: PathKind,
+    trace: &Trace,
+    connect: F,
+    master_ports: &[u16],
+    cmd_bytes: u64,
+    offered: &AtomicUsize,
+) -> Result<(PathRun, PathExtras), String>
+where
+    P: peers::Peer,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<P, String>>,
+{
+    let run = peers::run_peer(trace, connect, master_ports, cmd_bytes, offered)
+        .map_err(|e| format!("{}: {e}", path.name()))?;
+    let extras = PathExtras {
+        path: path.name().to_owned(),
+        configured_depth: 0,
+        depth_enforced: false,
         peak_rss: Rss {
             callers_base_kib: run.caller_base_rss_kib,
             callers_peak_kib: run.caller_peak_rss_kib,

@@ -14,6 +14,8 @@ fn color(path: &str) -> RGBColor {
     match path {
         "sidecar" => RGBColor(214, 39, 40),
         "slotline" => RGBColor(31, 119, 180),
+        "redis-rs" => RGBColor(255, 127, 14),
+        "fred" => RGBColor(44, 160, 44),
         _ => RGBColor(90, 90, 90),
     }
 }

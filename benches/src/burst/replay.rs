@@ -121,17 +121,17 @@ pub fn seq_of(value: &[u8]) -> Option<u64> {
 }
 
 /// Shared by the caller threads of one replay.
-struct Schedule<'a> {
-    trace: &'a Trace,
-    start: Instant,
+pub(super) struct Schedule<'a> {
+    pub(super) trace: &'a Trace,
+    pub(super) start: Instant,
     next: AtomicUsize,
     /// Events offered so far (for the progress bar).
-    offered: &'a AtomicUsize,
+    pub(super) offered: &'a AtomicUsize,
 }
 
 impl<'a> Schedule<'a> {
     /// A schedule for `trace` whose time zero is now.
-    fn new(trace: &'a Trace, offered: &'a AtomicUsize) -> Self {
+    pub(super) fn new(trace: &'a Trace, offered: &'a AtomicUsize) -> Self {
         Schedule {
             trace,
             start: Instant::now(),
@@ -140,7 +140,7 @@ impl<'a> Schedule<'a> {
         }
     }
 
-    fn now_us(&self) -> u64 {
+    pub(super) fn now_us(&self) -> u64 {
         self.start.elapsed().as_micros() as u64
     }
 
@@ -151,7 +151,7 @@ impl<'a> Schedule<'a> {
     }
 
     /// Sleeps until `t_us`, coarsely, then yields until it has come.
-    fn wait_until(&self, t_us: u64) -> u64 {
+    pub(super) fn wait_until(&self, t_us: u64) -> u64 {
         loop {
             let now = self.now_us();
             if now >= t_us {

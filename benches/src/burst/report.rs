@@ -15,11 +15,15 @@
 //!   clock for acknowledged writes: the ACK follows Redis's reply.
 //! - **queue depth**: writes the path accepted and Redis has not confirmed yet. Sidecar: its
 //!   pipeline queue plus the batch being flushed. slotline: every ring's length plus the
-//!   writes its writers have sent and not yet seen answered.
+//!   writes its writers have sent and not yet seen answered. redis-rs, fred: writes offered
+//!   whose future has not returned (in flight), sampled every 10 ms.
 //! - **bytes buffered**: those writes' bytes in the path's own memory. Sidecar: the queued
 //!   commands plus bytes read from callers and not yet parsed (exact, tracked on every
 //!   change). slotline: depth × the mean size of one queued write (op plus packed command),
-//!   sampled every 50 ms.
+//!   sampled every 50 ms. redis-rs, fred: depth × the mean size of the `HSET` in RESP, a lower
+//!   bound (their per-command structures are not counted; the peak RSS is).
+//! - **configured depth**: the path's documented bound on writes it holds; 0 and not enforced
+//!   ("none" in the tables) for redis-rs and fred, whose defaults queue without limit.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -229,7 +233,7 @@ impl Rss {
 /// One trace through one path.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PathReport {
-    /// `sidecar` or `slotline`.
+    /// `sidecar`, `slotline`, `redis-rs` or `fred`.
     pub path: String,
     /// The trace's name.
     pub trace: String,
@@ -261,7 +265,8 @@ pub struct PathReport {
     pub in_redis_latency_ms: Latency,
     /// Most writes accepted and not yet in Redis.
     pub peak_queue_depth: u64,
-    /// The path's configured queue limit (sidecar depth; slotline shards × backpressure line).
+    /// The path's configured queue limit (sidecar depth; slotline shards × backpressure line;
+    /// 0 for a path without one, with `depth_enforced` false).
     pub configured_depth: u64,
     /// Whether `configured_depth` is enforced.
     pub depth_enforced: bool,
@@ -290,7 +295,7 @@ pub struct PathReport {
 /// Inputs of [`PathReport::build`] that are not in the [`PathRun`].
 #[derive(Clone, Debug, Default)]
 pub struct PathExtras {
-    /// `sidecar` or `slotline`.
+    /// `sidecar`, `slotline`, `redis-rs` or `fred`.
     pub path: String,
     /// See [`PathReport::configured_depth`].
     pub configured_depth: u64,
@@ -487,17 +492,21 @@ impl Report {
         );
         t.push_str("|---|---|---|---|---|---|---|---|---|\n");
         for r in &self.runs {
-            let growth = format!(
-                "{} / {} ({:.1}×{})",
-                r.peak_queue_depth,
-                r.configured_depth,
-                r.peak_queue_depth as f64 / r.configured_depth.max(1) as f64,
-                if r.depth_enforced {
-                    ", enforced"
-                } else {
-                    ", not enforced"
-                }
-            );
+            let growth = if r.configured_depth == 0 && !r.depth_enforced {
+                format!("{} / none (unbounded)", r.peak_queue_depth)
+            } else {
+                format!(
+                    "{} / {} ({:.1}×{})",
+                    r.peak_queue_depth,
+                    r.configured_depth,
+                    r.peak_queue_depth as f64 / r.configured_depth.max(1) as f64,
+                    if r.depth_enforced {
+                        ", enforced"
+                    } else {
+                        ", not enforced"
+                    }
+                )
+            };
             let _ = writeln!(
                 t,
                 "| {} | {} | {} | {} | {} | {} + {} | {} | {} ({}) | {} |",
