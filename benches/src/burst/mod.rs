@@ -132,9 +132,29 @@ fn load_config(path: &Path) -> Result<(Config, PathBuf), String> {
     Ok((config, found))
 }
 
-/// Resets this process's peak RSS (`VmHWM`) to its current RSS (Linux `clear_refs` 5) and
-/// returns the current RSS in KiB.
+/// Hands the allocator's free memory back to the system (glibc's `malloc_trim`), so that a
+/// path replayed after another one grows the resident set by what it allocates instead of
+/// reusing what the earlier path freed but the allocator kept.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> std::os::raw::c_int;
+    }
+    // SAFETY: `malloc_trim` is glibc's, declared with its C signature (`int malloc_trim(size_t
+    // pad)`); it only releases free pages of the allocator's arenas, takes their locks itself,
+    // and touches no memory a live allocation owns.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
+
+/// Returns freed heap memory to the system, resets this process's peak RSS (`VmHWM`) to its
+/// current RSS (Linux `clear_refs` 5), and returns the current RSS in KiB.
 fn reset_peak_rss() -> u64 {
+    trim_heap();
     let _ = fs::write("/proc/self/clear_refs", "5");
     read_status_kib("self", "VmRSS").unwrap_or(0)
 }
