@@ -700,8 +700,7 @@ fn sample_loop(
     while !proxy.done.load(Ordering::SeqCst) {
         if i % 5 == 0 {
             let upstream_ports = proxy.upstream_ports.lock().expect("not poisoned").clone();
-            kernel = kernel_queue_bytes(|local, remote| {
-                let _ = remote;
+            kernel = kernel_queue_bytes(|local, _, _| {
                 local == listen_port || upstream_ports.contains(&local)
             });
             kernel_peak = kernel_peak.max(kernel);
@@ -721,8 +720,8 @@ fn sample_loop(
 }
 
 /// Sum of `tx_queue + rx_queue` over the IPv4 TCP sockets in `/proc/net/tcp` whose
-/// `(local port, remote port)` pass `keep`. 0 if the file cannot be read.
-pub fn kernel_queue_bytes(keep: impl Fn(u16, u16) -> bool) -> u64 {
+/// `(local port, remote port, inode)` pass `keep`. 0 if the file cannot be read.
+pub fn kernel_queue_bytes(keep: impl Fn(u16, u16, u64) -> bool) -> u64 {
     let Ok(text) = std::fs::read_to_string("/proc/net/tcp") else {
         return 0;
     };
@@ -734,15 +733,35 @@ pub fn kernel_queue_bytes(keep: impl Fn(u16, u16) -> bool) -> u64 {
     text.lines()
         .skip(1)
         .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let local = port(f.nth(1)?)?;
-            let remote = port(f.next()?)?;
-            let queues = f.nth(1)?;
-            let (tx, rx) = queues.split_once(':')?;
+            // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid
+            // timeout inode ...
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (local, remote) = (port(f.get(1)?)?, port(f.get(2)?)?);
+            let (tx, rx) = f.get(4)?.split_once(':')?;
+            let inode = f.get(9)?.parse().ok()?;
             let bytes = u64::from_str_radix(tx, 16).ok()? + u64::from_str_radix(rx, 16).ok()?;
-            keep(local, remote).then_some(bytes)
+            keep(local, remote, inode).then_some(bytes)
         })
         .sum()
+}
+
+/// The inodes of this process's sockets (from `/proc/self/fd`), to count only its own
+/// connections in [`kernel_queue_bytes`] (not, say, the replicas' replication links to the
+/// same masters). Empty if `/proc` cannot be read.
+pub fn own_socket_inodes() -> std::collections::HashSet<u64> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return std::collections::HashSet::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let link = std::fs::read_link(e.path()).ok()?;
+            let link = link.to_str()?;
+            link.strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect()
 }
 
 /// A `/proc/<pid>/status` field in KiB (`VmHWM`, `VmRSS`); `pid` may be `self`.
@@ -858,5 +877,41 @@ impl Drop for Sidecar {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_queue_bytes_counts_this_processs_own_unread_bytes() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let (_server, _) = listener.accept().expect("accept");
+        // Nobody reads on the server side: the bytes wait in its receive queue.
+        client.write_all(&[7u8; 3000]).expect("write");
+        let own = own_socket_inodes();
+        let mut seen = 0;
+        for _ in 0..100 {
+            seen = kernel_queue_bytes(|local, _, inode| local == port && own.contains(&inode));
+            if seen >= 3000 {
+                break;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(seen, 3000, "the accepted socket's receive queue");
+        assert_eq!(
+            kernel_queue_bytes(|local, _, _| local == port && own.is_empty()),
+            0,
+            "a filter that keeps nothing counts nothing"
+        );
+        let none: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        assert_eq!(
+            kernel_queue_bytes(|local, _, inode| local == port && none.contains(&inode)),
+            0,
+            "sockets of other processes (inodes not ours) are left out"
+        );
     }
 }
