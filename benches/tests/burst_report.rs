@@ -136,6 +136,12 @@ fn counts_add_up_and_percentiles_come_from_the_scheduled_time() {
     assert_eq!(r.peak_acked_not_in_redis, 0);
     assert_eq!(r.series.len(), 1);
     assert_eq!(r.series[0].offered_per_s, 100.0);
+    // The flat summary fields repeat the figures above.
+    assert_eq!(r.scenario, "tiny");
+    assert_eq!((r.acked, r.acked_lost, r.failed_visibly), (8, 0, 2));
+    assert_eq!(r.p99_caller_ms, r.caller_latency_ms.p99);
+    assert_eq!(r.p99_until_in_redis_ms, r.in_redis_latency_ms.p99);
+    assert_eq!(r.peak_in_flight, 7);
 }
 
 #[test]
@@ -213,6 +219,14 @@ fn json_report_has_the_documented_layout_and_round_trips() {
         ("traces.0.rate_10ms.top1pct_share", "number"),
         ("runs.0.path", "string"),
         ("runs.0.trace", "string"),
+        ("runs.0.scenario", "string"),
+        ("runs.0.p99_until_in_redis_ms", "number"),
+        ("runs.0.p99_caller_ms", "number"),
+        ("runs.0.acked", "number"),
+        ("runs.0.acked_lost", "number"),
+        ("runs.0.failed_visibly", "number"),
+        ("runs.0.peak_rss_bytes", "number"),
+        ("runs.0.peak_in_flight", "number"),
         ("runs.0.offered", "number"),
         ("runs.0.acknowledged", "number"),
         ("runs.0.rejected", "number"),
@@ -251,7 +265,7 @@ fn json_report_has_the_documented_layout_and_round_trips() {
     ] {
         expect(&v, path, kind);
     }
-    assert_eq!(v["schema"], 2);
+    assert_eq!(v["schema"], 3);
     let back: Report = serde_json::from_value(v).unwrap();
     assert_eq!(back, report);
 }

@@ -36,7 +36,7 @@ use super::sidecar::SidecarParams;
 use super::trace::{RateStats, Trace};
 
 /// Version of the JSON layout; bump it when a field changes meaning.
-pub const SCHEMA: u32 = 2;
+pub const SCHEMA: u32 = 3;
 /// Width of one time-series bucket, milliseconds.
 pub const BUCKET_MS: u64 = 100;
 
@@ -237,6 +237,34 @@ pub struct PathReport {
     pub path: String,
     /// The trace's name.
     pub trace: String,
+    /// The scenario: `heavy`, `heavy-outage`, `poisson` (the trace's name; a `--trace` file's
+    /// stem in place of `heavy`).
+    #[serde(default)]
+    pub scenario: String,
+    /// p99 from the scheduled time until Redis confirmed the write (acknowledged writes),
+    /// milliseconds: `in_redis_latency_ms.p99`.
+    #[serde(default)]
+    pub p99_until_in_redis_ms: f64,
+    /// p99 from the scheduled time until the caller had its answer, milliseconds:
+    /// `caller_latency_ms.p99`.
+    #[serde(default)]
+    pub p99_caller_ms: f64,
+    /// Writes acknowledged to their callers (`acknowledged`).
+    #[serde(default)]
+    pub acked: u64,
+    /// Acknowledged writes the read-back did not find (`lost`).
+    #[serde(default)]
+    pub acked_lost: u64,
+    /// Writes whose callers were told of a failure (`rejected + unknown`).
+    #[serde(default)]
+    pub failed_visibly: u64,
+    /// Memory the path cost, bytes: growth of the `burst` process's resident set during the
+    /// replay plus the whole proxy process's peak, if any ([`Rss::path_kib`]).
+    #[serde(default)]
+    pub peak_rss_bytes: u64,
+    /// Most writes accepted and not yet answered by Redis at once (`peak_queue_depth`).
+    #[serde(default)]
+    pub peak_in_flight: u64,
     /// Writes offered.
     pub offered: u64,
     /// Writes acknowledged.
@@ -404,9 +432,19 @@ impl PathReport {
             .unwrap_or(0);
         let peak_depth = extras.exact_peak_depth.unwrap_or(sampled_depth);
         let duration_s = end_us as f64 / 1e6;
+        let caller_latency_ms = Latency::of(&mut caller);
+        let in_redis_latency_ms = Latency::of(&mut in_redis);
         PathReport {
             path: extras.path,
             trace: trace.name.clone(),
+            scenario: trace.name.clone(),
+            p99_until_in_redis_ms: in_redis_latency_ms.p99,
+            p99_caller_ms: caller_latency_ms.p99,
+            acked: counts[1],
+            acked_lost: read_back.lost,
+            failed_visibly: counts[2] + counts[3],
+            peak_rss_bytes: extras.peak_rss.path_kib() * 1024,
+            peak_in_flight: peak_depth,
             offered: run.records.len() as u64,
             acknowledged: counts[1],
             rejected: counts[2],
@@ -422,8 +460,8 @@ impl PathReport {
             } else {
                 0.0
             },
-            caller_latency_ms: Latency::of(&mut caller),
-            in_redis_latency_ms: Latency::of(&mut in_redis),
+            caller_latency_ms,
+            in_redis_latency_ms,
             peak_queue_depth: peak_depth,
             configured_depth: extras.configured_depth,
             depth_enforced: extras.depth_enforced,
