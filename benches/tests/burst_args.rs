@@ -15,7 +15,7 @@ fn defaults_are_the_documented_ones() {
     let Parsed::Run(a) = parse(&[]).unwrap() else {
         panic!("no run")
     };
-    assert_eq!(a.duration, Duration::from_secs(10));
+    assert_eq!(a.duration, Duration::from_secs(4));
     assert_eq!(a.rate, 20_000.0);
     assert_eq!(a.burst_factor, 10.0);
     assert_eq!(

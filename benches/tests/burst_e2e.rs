@@ -19,6 +19,7 @@ fn args(cluster: &LocalCluster, out: &str) -> Args {
         seed: 5,
         users: 2_000,
         traces: vec![TraceKind::Heavy],
+        runs: 1,
         callers: 4,
         nodes: Some(cluster.seed_addrs()),
         out: std::env::temp_dir().join(format!("burst-e2e-{}-{out}", std::process::id())),
@@ -243,5 +244,43 @@ fn an_outage_fails_slotline_writes_visibly_and_loses_none_it_acknowledged() {
             peer.peak_queue_depth
         );
     }
+    let _ = std::fs::remove_dir_all(outputs.json.parent().unwrap());
+}
+
+/// `--runs` repeats the heavy scenario through every path, the paths' order reversed every
+/// other run, and the summary gives each path's median over its runs.
+#[test]
+fn repeated_runs_alternate_the_paths_order_and_are_summarised_per_path() {
+    let cluster = LocalCluster::start().expect("a local cluster (redis-server on PATH)");
+    let mut a = args(&cluster, "runs");
+    a.duration = Duration::from_secs(1);
+    a.rate = 1_000.0;
+    a.runs = 3;
+    a.paths = vec![PathKind::Slotline, PathKind::RedisRs];
+    let (report, outputs) = run(&a, "burst (test, runs)").unwrap();
+    let order: Vec<(usize, &str)> = report
+        .runs
+        .iter()
+        .map(|r| (r.repetition, r.path.as_str()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (0, "slotline"),
+            (0, "redis-rs"),
+            (1, "redis-rs"),
+            (1, "slotline"),
+            (2, "slotline"),
+            (2, "redis-rs"),
+        ]
+    );
+    for r in &report.runs {
+        assert_eq!(r.offered, r.acked + r.failed_visibly, "{}", r.label());
+        assert_eq!(r.acked_lost, 0, "{}", r.label());
+    }
+    let summary = report.summary_table();
+    assert_eq!(summary.lines().count(), 2 + 2, "{summary}");
+    assert!(summary.contains("| heavy | slotline | 3 |"), "{summary}");
+    assert!(summary.contains("| heavy | redis-rs | 3 |"), "{summary}");
     let _ = std::fs::remove_dir_all(outputs.json.parent().unwrap());
 }

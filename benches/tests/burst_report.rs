@@ -103,6 +103,7 @@ fn report() -> Report {
             users: 2,
             zipf_s: 1.0,
             callers: 1,
+            runs: 1,
             trace_file: None,
             sidecar: SidecarParams::default(),
             slotline: SlotlineParams::default(),
@@ -294,4 +295,25 @@ fn story_table_has_one_row_per_run() {
             .starts_with("| slotline | tiny |"),
         "{table}"
     );
+}
+
+#[test]
+fn summary_table_gives_the_median_and_range_of_a_repeated_scenario() {
+    let mut report = report();
+    let first = report.runs[0].clone();
+    for (rep, p99) in [(1, 30.0), (2, 10.0)] {
+        let mut r = first.clone();
+        r.repetition = rep;
+        r.p99_until_in_redis_ms = p99;
+        report.runs.push(r);
+    }
+    report.runs[0].p99_until_in_redis_ms = 20.0;
+    let table = report.summary_table();
+    let rows: Vec<&str> = table.lines().skip(2).collect();
+    assert_eq!(rows.len(), 1, "one row per scenario and path: {table}");
+    assert!(
+        rows[0].starts_with("| tiny | slotline | 3 | 20.0 ms (10.0 ms–30.0 ms) |"),
+        "{table}"
+    );
+    assert!(report.story_table().contains("| slotline | tiny #3 |"));
 }

@@ -24,7 +24,7 @@ an outage) through every path (on a flushed cluster each time), reads back every
 prints the tables, and writes target/burst/report.json and target/burst/report.svg.
 
 TRACE:
-    --duration SECS        length of each generated trace [default: 10] (also `500ms`, `2m`)
+    --duration SECS        length of each generated trace [default: 4] (also `500ms`, `2m`)
     --rate N               mean offered rate, writes/s [default: 20000]
     --burst-factor F       mean rate inside bursts as a multiple of --rate (> 1) [default: 10]
     --seed N               RNG seed of the traces [default: 1]
@@ -38,6 +38,9 @@ TRACE:
                            biggest burst; local cluster only), poisson
                            [default: heavy,heavy-outage,poisson]
     --outage DUR           how long heavy-outage freezes the cluster [default: 2s]
+    --runs N               how many times the heavy scenario runs through each path, the
+                           paths' order reversed every other run; the summary shows the
+                           median and the range [default: 3]
 
 PATHS:
     --paths LIST           which write paths: sidecar (ack-on-enqueue proxy model), slotline,
@@ -151,6 +154,8 @@ pub struct Args {
     pub paths: Vec<PathKind>,
     /// Caller threads per path.
     pub callers: usize,
+    /// Runs of the `heavy` scenario per path.
+    pub runs: usize,
     /// slotline's YAML.
     pub config: PathBuf,
     /// The sidecar model's knobs.
@@ -168,7 +173,7 @@ pub struct Args {
 impl Default for Args {
     fn default() -> Self {
         Args {
-            duration: Duration::from_secs(10),
+            duration: Duration::from_secs(4),
             rate: 20_000.0,
             burst_factor: 10.0,
             seed: 1,
@@ -180,6 +185,7 @@ impl Default for Args {
             outage: Duration::from_secs(2),
             paths: PathKind::ALL.to_vec(),
             callers: 16,
+            runs: 3,
             config: PathBuf::from("geo_shard_client.yaml"),
             sidecar: SidecarParams::default(),
             nodes: None,
@@ -332,6 +338,12 @@ pub fn parse(argv: &[String]) -> Result<Command, ArgError> {
                     |s| PathKind::ALL.into_iter().find(|p| p.name() == s),
                     "sidecar, slotline, redis-rs, fred",
                 )?;
+            }
+            "--runs" => {
+                a.runs = number(flag, &value()?, "a whole number")?;
+                if !(1..=20).contains(&a.runs) {
+                    return Err(err(flag, "must be 1..=20"));
+                }
             }
             "--callers" => {
                 a.callers = number(flag, &value()?, "a whole number")?;

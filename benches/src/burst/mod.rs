@@ -204,7 +204,20 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
     let (mut config, config_path) = load_config(&args.config)?;
 
     let progress = if args.progress {
-        let total: usize = traces.iter().map(|t| t.events.len()).sum::<usize>() * args.paths.len();
+        let total: usize = args
+            .traces
+            .iter()
+            .zip(&traces)
+            .map(|(&kind, t)| {
+                t.events.len()
+                    * if kind == TraceKind::Heavy {
+                        args.runs
+                    } else {
+                        1
+                    }
+            })
+            .sum::<usize>()
+            * args.paths.len();
         let bar = ProgressBar::new(total as u64);
         bar.set_style(
             ProgressStyle::with_template("{spinner} {elapsed:>4} [{bar:30}] {percent:>3}% {msg}")
@@ -334,12 +347,31 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
             })
             .sum::<u64>()
             / trace.events.len().max(1) as u64;
-        for &path in &args.paths {
+        let reps = if kind == TraceKind::Heavy {
+            args.runs
+        } else {
+            1
+        };
+        // Every other run takes the paths in reverse order, so that no path always runs first
+        // (on a fresh cluster) or last.
+        let order = (0..reps).flat_map(|rep| {
+            let mut paths = args.paths.clone();
+            if rep % 2 == 1 {
+                paths.reverse();
+            }
+            paths.into_iter().map(move |p| (rep, p))
+        });
+        for (rep, path) in order {
             net::flush_cluster(&masters)?;
             progress.set_message(format!(
-                "{}: `{}` trace, {} writes over {:.1} s",
+                "{}: `{}` trace{}, {} writes over {:.1} s",
                 path.name(),
                 trace.name,
+                if reps > 1 {
+                    format!(" (run {} of {reps})", rep + 1)
+                } else {
+                    String::new()
+                },
                 trace.events.len(),
                 trace.span_us() as f64 / 1e6
             ));
@@ -403,7 +435,9 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
             extras.outage_ms = outage
                 .as_ref()
                 .map(|o| (o.at_us as f64 / 1e3, o.length_us as f64 / 1e3));
-            runs.push(PathReport::build(trace, &run, found, extras));
+            let mut report = PathReport::build(trace, &run, found, extras);
+            report.repetition = rep;
+            runs.push(report);
         }
     }
     progress.finish_and_clear();
@@ -420,6 +454,7 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
             users: args.users,
             zipf_s: args.zipf_s,
             callers: args.callers,
+            runs: args.runs,
             trace_file: args.trace.as_ref().map(|p| p.display().to_string()),
             sidecar: args.sidecar.clone(),
             slotline: slotline_params,
@@ -634,6 +669,11 @@ pub fn summary(report: &Report, outputs: &Outputs) -> String {
     s.push_str("\nTraces (rate measured in 10 ms bins):\n\n");
     s.push_str(&report.trace_table());
     s.push_str(
+        "\nEvery scenario and path (median and range over the runs; latencies from each \
+         write's scheduled time; acked lost: acknowledged writes the read-back did not find):\n\n",
+    );
+    s.push_str(&report.summary_table());
+    s.push_str(
         "\nThe story's table, reproduced (p99 latencies from each write's scheduled time):\n\n",
     );
     s.push_str(&report.story_table());
@@ -676,6 +716,10 @@ pub fn summary(report: &Report, outputs: &Outputs) -> String {
         s.push_str(&errors.join("\n"));
         s.push('\n');
     }
+    s.push_str(&format!(
+        "\ntraces: seed {}, {:.1} s at a mean of {:.0} writes/s; heavy runs per path: {}",
+        report.params.seed, report.params.duration_s, report.params.rate, report.params.runs
+    ));
     s.push_str(&format!(
         "\nmachine: {} CPUs, Linux {}, redis-server {} ({}); wall time {:.1} s\n",
         report.machine.cpus,

@@ -26,7 +26,12 @@ fn color(path: &str) -> RGBColor {
 ///
 /// A message when drawing or writing fails, or no run used `trace`.
 pub fn plot(report: &Report, trace: &str, out: &Path) -> Result<(), String> {
-    let runs: Vec<&PathReport> = report.runs.iter().filter(|r| r.trace == trace).collect();
+    // The first run of each path (a repeated scenario would draw each path several times).
+    let runs: Vec<&PathReport> = report
+        .runs
+        .iter()
+        .filter(|r| r.trace == trace && r.repetition == 0)
+        .collect();
     if runs.is_empty() {
         return Err(format!("no run replayed the trace `{trace}`"));
     }

@@ -91,6 +91,9 @@ pub struct Params {
     pub zipf_s: f64,
     /// Caller threads per path.
     pub callers: usize,
+    /// Runs of the `heavy` scenario per path (`--runs`).
+    #[serde(default)]
+    pub runs: usize,
     /// The trace file replayed, if any.
     pub trace_file: Option<String>,
     /// The sidecar model's knobs.
@@ -265,6 +268,9 @@ pub struct PathReport {
     /// Most writes accepted and not yet answered by Redis at once (`peak_queue_depth`).
     #[serde(default)]
     pub peak_in_flight: u64,
+    /// Which run of this scenario through this path (0-based; `--runs` repeats `heavy`).
+    #[serde(default)]
+    pub repetition: usize,
     /// Writes offered.
     pub offered: u64,
     /// Writes acknowledged.
@@ -445,6 +451,7 @@ impl PathReport {
             failed_visibly: counts[2] + counts[3],
             peak_rss_bytes: extras.peak_rss.path_kib() * 1024,
             peak_in_flight: peak_depth,
+            repetition: 0,
             offered: run.records.len() as u64,
             acknowledged: counts[1],
             rejected: counts[2],
@@ -478,6 +485,32 @@ impl PathReport {
             outage_ms: extras.outage_ms,
             series,
         }
+    }
+}
+
+impl PathReport {
+    /// The scenario's name, with the run's number when it was repeated (`heavy #2`).
+    pub fn label(&self) -> String {
+        if self.repetition == 0 {
+            self.trace.clone()
+        } else {
+            format!("{} #{}", self.trace, self.repetition + 1)
+        }
+    }
+}
+
+/// `median (min–max)` of `values` shown with `show`; the value alone for one.
+fn spread(values: &mut [f64], show: impl Fn(f64) -> String) -> String {
+    values.sort_by(f64::total_cmp);
+    match values {
+        [] => "–".to_owned(),
+        [one] => show(*one),
+        _ => format!(
+            "{} ({}–{})",
+            show(values[(values.len() - 1) / 2]),
+            show(values[0]),
+            show(values[values.len() - 1])
+        ),
     }
 }
 
@@ -520,6 +553,45 @@ fn pct(n: u64, of: u64) -> String {
 }
 
 impl Report {
+    /// One row per scenario and path: the median and range over its runs (`heavy` runs
+    /// `--runs` times) of the figures that tell the paths apart.
+    pub fn summary_table(&self) -> String {
+        let mut keys: Vec<(&str, &str)> = Vec::new();
+        for r in &self.runs {
+            if !keys.contains(&(r.trace.as_str(), r.path.as_str())) {
+                keys.push((r.trace.as_str(), r.path.as_str()));
+            }
+        }
+        let mut t = String::new();
+        t.push_str(
+            "| scenario | path | runs | p99 until in Redis | p99 caller-observed | peak in flight \
+             | acked lost | failed visibly | peak RSS |\n|---|---|---|---|---|---|---|---|---|\n",
+        );
+        for (trace, path) in keys {
+            let runs: Vec<&PathReport> = self
+                .runs
+                .iter()
+                .filter(|r| r.trace == trace && r.path == path)
+                .collect();
+            let col = |get: fn(&PathReport) -> f64, show: fn(f64) -> String| {
+                spread(&mut runs.iter().map(|r| get(r)).collect::<Vec<_>>(), show)
+            };
+            let count = |v: f64| format!("{v:.0}");
+            let _ = writeln!(
+                t,
+                "| {trace} | {path} | {} | {} | {} | {} | {} | {} | {} |",
+                runs.len(),
+                col(|r| r.p99_until_in_redis_ms, ms_text),
+                col(|r| r.p99_caller_ms, ms_text),
+                col(|r| r.peak_in_flight as f64, count),
+                col(|r| r.acked_lost as f64, count),
+                col(|r| r.failed_visibly as f64, count),
+                col(|r| r.peak_rss_bytes as f64, |v| bytes_text(v as u64)),
+            );
+        }
+        t
+    }
+
     /// The story-shaped table: one row per path and trace; p99, queue growth, buffer peak,
     /// loss and error rates.
     pub fn story_table(&self) -> String {
@@ -549,7 +621,7 @@ impl Report {
                 t,
                 "| {} | {} | {} | {} | {} | {} + {} | {} | {} ({}) | {} |",
                 r.path,
-                r.trace,
+                r.label(),
                 ms_text(r.in_redis_latency_ms.p99),
                 ms_text(r.caller_latency_ms.p99),
                 growth,
@@ -587,7 +659,7 @@ impl Report {
                 t,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0}/s | {} | {} | {} | {} ({}) | {} + {} |",
                 r.path,
-                r.trace,
+                r.label(),
                 r.offered,
                 r.acknowledged,
                 r.rejected,
@@ -689,6 +761,7 @@ impl Report {
         let mut traces: Vec<&str> = self.runs.iter().map(|r| r.trace.as_str()).collect();
         traces.dedup();
         for trace in traces {
+            // The first run of each (a repeated scenario's spread is in the summary table).
             let find = |p: &str| self.runs.iter().find(|r| r.trace == trace && r.path == p);
             let (Some(side), Some(slot)) = (find("sidecar"), find("slotline")) else {
                 continue;
