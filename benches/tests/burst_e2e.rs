@@ -11,6 +11,14 @@ use slotline_bench::burst::args::{Args, PathKind, TraceKind};
 use slotline_bench::burst::{run, DROPPED_AT_STOP};
 use slotline_testkit::LocalCluster;
 
+/// A run measures this process's peak RSS (it resets `VmHWM` when a path starts), so the runs
+/// of this file's tests, which share the process, go one at a time.
+fn one_run_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static RUNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    RUNS.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn args(cluster: &LocalCluster, out: &str) -> Args {
     Args {
         duration: Duration::from_secs(2),
@@ -31,6 +39,7 @@ fn args(cluster: &LocalCluster, out: &str) -> Args {
 
 #[test]
 fn offered_equals_acknowledged_plus_refused_and_slotline_loses_nothing() {
+    let _one = one_run_at_a_time();
     let cluster = LocalCluster::start().expect("a local cluster (redis-server on PATH)");
 
     let a = args(&cluster, "drain");
@@ -154,6 +163,7 @@ fn offered_equals_acknowledged_plus_refused_and_slotline_loses_nothing() {
 /// the peers, without a command timeout by default, hold their writes through the freeze.
 #[test]
 fn an_outage_fails_slotline_writes_visibly_and_loses_none_it_acknowledged() {
+    let _one = one_run_at_a_time();
     let mut a = Args {
         duration: Duration::from_secs(3),
         rate: 2_000.0,
@@ -251,6 +261,7 @@ fn an_outage_fails_slotline_writes_visibly_and_loses_none_it_acknowledged() {
 /// other run, and the summary gives each path's median over its runs.
 #[test]
 fn repeated_runs_alternate_the_paths_order_and_are_summarised_per_path() {
+    let _one = one_run_at_a_time();
     let cluster = LocalCluster::start().expect("a local cluster (redis-server on PATH)");
     let mut a = args(&cluster, "runs");
     a.duration = Duration::from_secs(1);

@@ -152,11 +152,15 @@ fn trim_heap() {
 fn trim_heap() {}
 
 /// Returns freed heap memory to the system, resets this process's peak RSS (`VmHWM`) to its
-/// current RSS (Linux `clear_refs` 5), and returns the current RSS in KiB.
+/// current RSS (Linux `clear_refs` 5), and returns that reset peak in KiB: the baseline the
+/// replay's own `VmHWM` is compared with (the same counter, so the growth is never negative
+/// because the two were read from different counters).
 fn reset_peak_rss() -> u64 {
     trim_heap();
     let _ = fs::write("/proc/self/clear_refs", "5");
-    read_status_kib("self", "VmRSS").unwrap_or(0)
+    read_status_kib("self", "VmHWM")
+        .or_else(|| read_status_kib("self", "VmRSS"))
+        .unwrap_or(0)
 }
 
 /// The `after_ack_failures` key of acknowledged writes a stopped sidecar still held.
