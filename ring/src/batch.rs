@@ -82,13 +82,13 @@ impl<T> Ring<T> {
             // Count the written slots from the head on.
             let first = self.slot(head).stamp.load(Ordering::Acquire);
             if first != head.wrapping_add(1) {
-                if first == head {
-                    // Not written for this lap: empty, or a push is in flight.
+                if first == head || self.held_for_pop(first, head) {
+                    // Not written for this lap (empty, or a push is in flight), or the
+                    // previous lap's consumer still holds the slot: nothing is ready.
                     return 0;
                 }
-                // Our head is stale.
-                backoff.spin();
-                head = self.head.load(Ordering::Relaxed);
+                // Our head is stale. Re-read it.
+                head = self.reload(&self.head, head, first);
                 continue;
             }
             let mut count = 1;
@@ -154,13 +154,12 @@ impl<T> Ring<T> {
             // Count the empty slots from the tail on.
             let first = self.slot(tail).stamp.load(Ordering::Acquire);
             if first != tail {
-                if first.wrapping_add(self.one_lap) == tail.wrapping_add(1) {
-                    // The previous lap's item is still there: full.
+                if self.held_for_push(first, tail) {
+                    // The previous lap still holds the slot: full.
                     return 0;
                 }
-                // Our tail is stale.
-                backoff.spin();
-                tail = self.tail.load(Ordering::Relaxed);
+                // Our tail is stale. Re-read it.
+                tail = self.reload(&self.tail, tail, first);
                 continue;
             }
             let mut count = 1;

@@ -74,35 +74,49 @@
 //!
 //! * [`try_pop`](Ring::try_pop) returns `None` (and [`pop_batch`](Ring::pop_batch) 0) if the
 //!   slot at the head is not written for its lap: the ring is empty, **or** the producer that
-//!   claimed the next slot has not finished writing it. Items pushed after that one stay in the
-//!   ring until it lands.
+//!   claimed the next slot has not finished writing it (items pushed after that one stay in
+//!   the ring until it lands), **or** the consumer that claimed that slot's item a lap
+//!   earlier has not finished moving it out (then nothing was pushed after it either).
 //! * [`try_push`](Ring::try_push) returns [`Full`] (and [`push_batch`](Ring::push_batch) 0) if
-//!   the slot at the tail still holds the previous lap's item: the ring is full, **or** the
+//!   the slot at the tail still belongs to the previous lap: the ring is full, **or** the
 //!   consumer that claimed the oldest item has not finished moving it out (the ring then holds
-//!   `capacity - 1` items plus that one).
+//!   `capacity - 1` items plus that one), **or** the producer that claimed the slot a lap
+//!   earlier has not finished writing it (the ring then holds `capacity` items, one of them
+//!   in flight).
 //!
-//! In both cases [`len`](Ring::len) counts the in-flight slot. Without concurrency (one thread,
-//! or after the other threads are joined) `None` means empty and `Full` means full. Every item
-//! is popped, evicted or dropped exactly once, and items of one producer leave in the order it
-//! pushed them.
+//! In all these cases [`len`](Ring::len) counts the in-flight slot. Without concurrency (one
+//! thread, or after the other threads are joined) `None` means empty and `Full` means full.
+//! Every item is popped, evicted or dropped exactly once, and items of one producer leave in
+//! the order it pushed them.
+//!
+//! So a consumer that sleeps after `None` must be woken by the producer whose push completes,
+//! not by the one whose push it saw start.
 //!
 //! # Progress
 //!
-//! [`try_push`](Ring::try_push), [`try_push_below`](Ring::try_push_below),
-//! [`try_pop`](Ring::try_pop), [`push_batch`](Ring::push_batch) and
-//! [`pop_batch`](Ring::pop_batch) never wait for another thread. They loop only when their CAS
-//! fails or their snapshot of the index is stale, and both happen only because another
-//! operation on the same index succeeded: the calls are lock-free. A preempted thread still
-//! delays the *items* behind it: a producer stopped between its CAS and its stamp store hides
-//! the items behind its slot from consumers (they see "not ready") until it runs again, and a
-//! consumer stopped the same way makes producers see `Full` when they reach its slot a lap later.
+//! | method | progress |
+//! |---|---|
+//! | [`try_push`](Ring::try_push), [`try_push_below`](Ring::try_push_below), [`try_pop`](Ring::try_pop), [`push_batch`](Ring::push_batch), [`pop_batch`](Ring::pop_batch) | lock-free; never waits for another thread |
+//! | [`force_push`](Ring::force_push) | lock-free while the ring has room; on a full ring, blocks (yielding) while the oldest slot is in flight |
+//! | [`len`](Ring::len), [`fill`](Ring::fill), [`fill_permille`](Ring::fill_permille) | lock-free (retry while the tail moves) |
+//! | [`is_empty`](Ring::is_empty), [`is_full`](Ring::is_full), [`capacity`](Ring::capacity) | wait-free |
+//!
+//! The lock-free calls loop only when their CAS fails or their snapshot of the index is
+//! stale, and both happen only because another operation on the same index succeeded. When
+//! the slot they reach is held by a thread stalled in the middle of an operation (whether of
+//! this lap or the previous one) they return at once, with the meaning above. A preempted
+//! thread still delays the *items* behind it: a producer stopped between its CAS and its stamp
+//! store hides the items behind its slot from consumers until it runs again, and a consumer
+//! stopped the same way makes producers see `Full` when they reach its slot a lap later.
 //! Nothing is lost or reordered, and nobody spins: the caller decides whether to retry, park or
 //! reject. This is not SCQ-style lock-freedom of the queue as a whole (where others would skip
 //! the stalled slot); that costs several RMWs per item.
 //!
 //! [`force_push`](Ring::force_push) on a full ring is the exception: it must store, so if the
-//! oldest item is claimed by a consumer that has not moved it out yet, it waits for that
-//! consumer (spinning briefly, then yielding). It is blocking in that window only.
+//! oldest slot is in flight (its item being moved out by a consumer, or still being written by
+//! the producer of the previous lap) it waits for that thread, spinning briefly and then
+//! yielding to the OS scheduler, because that thread is most likely preempted. It is blocking
+//! in that window only.
 //!
 //! # Memory orderings
 //!

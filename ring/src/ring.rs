@@ -80,8 +80,9 @@ impl<T> Ring<T> {
     ///
     /// # Panics
     ///
-    /// Panics if `capacity` is zero ("capacity must be non-zero"), or so large that the slot
-    /// array cannot be allocated.
+    /// Panics if `capacity` is zero ("capacity must be non-zero") or so large that the stamp
+    /// arithmetic would overflow ("ring capacity is too large"). If the slot array cannot be
+    /// allocated, the process aborts, as for any failed allocation in `alloc`.
     ///
     /// # Examples
     ///
@@ -169,12 +170,72 @@ impl<T> Ring<T> {
         }
     }
 
+    /// Whether a push at `tail` finds its slot still held by the previous lap: the previous
+    /// lap's item is there (unread, or being moved out by the consumer that claimed it), or
+    /// the previous lap's push claimed the slot and is still writing it. Either way the ring is
+    /// full at this tail, counting the slot in flight.
+    ///
+    /// The previous lap's push shows one of two stamps while it writes: an ordinary push
+    /// claimed an empty slot, `{ lap: lap - 1, index }`; an evicting `force_push` claimed a
+    /// written one, `{ lap: lap - 2, index } + 1`, and has already moved the tail past it.
+    #[inline(always)]
+    pub(crate) fn held_for_push(&self, stamp: usize, tail: usize) -> bool {
+        let ahead = stamp.wrapping_add(self.one_lap);
+        // `{ lap: lap - 1, index } + 1` (written), `{ lap: lap - 1, index }` (being written),
+        // `{ lap: lap - 2, index } + 1` (being overwritten by an evicting `force_push`).
+        ahead == tail.wrapping_add(1)
+            || ahead == tail
+            || ahead.wrapping_add(self.one_lap) == tail.wrapping_add(1)
+    }
+
+    /// Whether a pop at `head` finds its slot still held by the previous lap's consumer, which
+    /// claimed the item there and has not finished moving it out: nothing is ready at this
+    /// head.
+    #[inline(always)]
+    pub(crate) fn held_for_pop(&self, stamp: usize, head: usize) -> bool {
+        // `{ lap: lap - 1, index } + 1`: written for the previous lap, not yet released.
+        stamp.wrapping_add(self.one_lap) == head.wrapping_add(1)
+    }
+
+    /// Re-reads `index` (the head or the tail, read earlier as `seen`) when its slot's `stamp`
+    /// matches no state the slot can be in at that index, counting the threads in flight.
+    ///
+    /// * The stamp is *ahead* of `seen`: another operation already moved the index on. The
+    ///   stamp was loaded with `Acquire` and written (`Release`) after the index moved, so
+    ///   this load cannot return `seen` again: the caller re-reads, it never waits. Debug and
+    ///   loom builds check that, so a slot state misread as "stale" (which would turn the
+    ///   caller's loop into a spin-wait on a stalled thread) fails loudly.
+    /// * The stamp is *behind* every state it can be in: `seen` came from a `Relaxed` load
+    ///   that is newer than what this thread has seen of the slot. Reading the index again
+    ///   with `Acquire` makes the next stamp load at least as new as the index's last move
+    ///   (every claim that moved it saw its slot's previous stamp first), so the slot then
+    ///   shows a state the caller knows. This is a re-read, not a wait: no thread's progress
+    ///   is needed.
+    #[cold]
+    pub(crate) fn reload(&self, index: &AtomicUsize, seen: usize, stamp: usize) -> usize {
+        // Stamps and indices differ by a few laps at most, so the wrapping difference, read
+        // as signed, says which is ahead.
+        if (stamp.wrapping_sub(seen) as isize) > 0 {
+            let current = index.load(Ordering::Relaxed);
+            #[cfg(any(debug_assertions, feature = "loom"))]
+            assert_ne!(
+                current, seen,
+                "slot stamp {stamp} said the index moved on from {seen}, but it did not: \
+                 this would spin (one lap is {})",
+                self.one_lap
+            );
+            current
+        } else {
+            index.load(Ordering::Acquire)
+        }
+    }
+
     /// Pushes `value` if the ring has room.
     ///
-    /// Never waits for another thread: if the slot at the tail still holds the previous lap's
-    /// item, the push fails at once. That happens when the ring is full, and also during the
-    /// short window in which a consumer has claimed that oldest item but not yet moved it out
-    /// (the ring then holds `capacity - 1` items plus the one being read): see
+    /// Lock-free, and never waits for another thread: if the slot at the tail still belongs
+    /// to the previous lap, the push fails at once. That happens when the ring is full, and
+    /// also while a consumer that claimed the oldest item has not moved it out yet, or a
+    /// producer of the previous lap has not finished writing that slot: see
     /// [the crate docs](crate#what-full-and-none-mean).
     ///
     /// # Errors
@@ -284,14 +345,13 @@ impl<T> Ring<T> {
                         backoff.spin();
                     }
                 }
-            } else if stamp.wrapping_add(self.one_lap) == tail.wrapping_add(1) {
-                // The slot still holds the previous lap's item: full (or that item is being
-                // popped right now; we do not wait for it).
+            } else if self.held_for_push(stamp, tail) {
+                // The slot still belongs to the previous lap: its item is unread (full), or a
+                // consumer is moving it out, or a producer is still writing it. We do not wait.
                 return Err(Full(value));
             } else {
-                // Our tail is stale: another push already took this slot.
-                backoff.spin();
-                tail = self.tail.load(Ordering::Relaxed);
+                // Our tail is stale: another push already took this slot. Re-read it.
+                tail = self.reload(&self.tail, tail, stamp);
             }
         }
     }
@@ -302,9 +362,15 @@ impl<T> Ring<T> {
     /// item and `value` takes its slot, which becomes the newest: the eviction and the push are
     /// one linearizable operation (at the head CAS), not a pop followed by a push, so no other
     /// producer can slip in between and take the freed slot. Until the tail is moved a moment
-    /// later, [`len`](Ring::len) may read `capacity - 1`. If a consumer has claimed the
-    /// oldest item but not finished moving it out, `force_push` waits for it (the one place
-    /// the ring waits for another thread; see [the crate docs](crate#progress)).
+    /// later, [`len`](Ring::len) may read `capacity - 1`.
+    ///
+    /// # Progress
+    ///
+    /// Lock-free while the ring has room. On a full ring whose oldest slot is in flight (a
+    /// consumer claimed its item and has not moved it out yet, or the producer of the previous
+    /// lap has not finished writing it), `force_push` waits for that thread: it spins a few
+    /// times, then yields to the scheduler on every retry. This is the one place the ring
+    /// waits for another thread (see [the crate docs](crate#progress)).
     ///
     /// The evicted item is returned, not dropped: its drop (user code) runs in the caller,
     /// after the ring is consistent again.
@@ -351,14 +417,16 @@ impl<T> Ring<T> {
                     }
                 }
             } else if stamp.wrapping_add(self.one_lap) == tail.wrapping_add(1) {
-                // The slot holds the oldest item, one lap behind. If the head still points at
-                // it, the ring is full: claim it as a consumer would.
+                // The slot holds the previous lap's item. If the head still points at it, it
+                // is the oldest item and the ring is full: claim it as a consumer would.
                 // `{ lap: lap - 1, index }` and the head's next position.
                 let head = tail.wrapping_sub(self.one_lap);
                 let new_head = new_tail.wrapping_sub(self.one_lap);
+                // A strong CAS: a spurious failure would be taken for a consumer holding the
+                // slot, and we would wait for nobody.
                 if self
                     .head
-                    .compare_exchange_weak(head, new_head, Ordering::SeqCst, Ordering::Relaxed)
+                    .compare_exchange(head, new_head, Ordering::SeqCst, Ordering::Relaxed)
                     .is_ok()
                 {
                     // We own the slot now as both its consumer and its producer. Producers see
@@ -374,22 +442,39 @@ impl<T> Ring<T> {
                     slot.stamp.store(tail.wrapping_add(1), Ordering::Release);
                     return Some(old);
                 }
-                // A consumer (or another evicting push) is taking the oldest item: wait for it
-                // to release the slot.
-                backoff.snooze();
-                tail = self.tail.load(Ordering::Relaxed);
+                // The head has moved past the item: a consumer (or another evicting push) has
+                // claimed it and is moving it out. If the tail has not moved either, wait for
+                // that thread to release the slot, yielding: it may be preempted.
+                tail = self.reload_or_snooze(tail, &mut backoff);
+            } else if self.held_for_push(stamp, tail) {
+                // The previous lap's push (or evicting `force_push`) claimed this slot and is
+                // still writing it: the ring is full and its oldest item is not there yet.
+                // Wait for it, yielding.
+                tail = self.reload_or_snooze(tail, &mut backoff);
             } else {
-                backoff.spin();
-                tail = self.tail.load(Ordering::Relaxed);
+                // Our tail is stale: another push already took this slot. Re-read it.
+                tail = self.reload(&self.tail, tail, stamp);
             }
         }
     }
 
+    /// `force_push`'s wait for the thread that holds the oldest slot: re-reads the tail, and
+    /// yields (after a few spins) only if it has not moved.
+    #[cold]
+    fn reload_or_snooze(&self, tail: usize, backoff: &mut Backoff) -> usize {
+        let current = self.tail.load(Ordering::Relaxed);
+        if current == tail {
+            backoff.snooze();
+        }
+        current
+    }
+
     /// Pops the oldest item, if one is ready.
     ///
-    /// Never waits for another thread: returns `None` when the ring is empty, and also during
-    /// the short window in which a producer has claimed the next slot but not yet written it
-    /// (see [the crate docs](crate#what-full-and-none-mean)).
+    /// Lock-free, and never waits for another thread: returns `None` when the ring is empty,
+    /// and also while the producer that claimed the next slot has not written it yet, or the
+    /// consumer that claimed that slot's item a lap earlier has not moved it out yet (see
+    /// [the crate docs](crate#what-full-and-none-mean)).
     ///
     /// # Examples
     ///
@@ -438,13 +523,14 @@ impl<T> Ring<T> {
                         backoff.spin();
                     }
                 }
-            } else if stamp == head {
-                // Not written for this lap: empty (or being written; we do not wait for it).
+            } else if stamp == head || self.held_for_pop(stamp, head) {
+                // Not written for this lap (empty, or a producer is writing it), or the
+                // previous lap's consumer is still moving its item out (then nothing after it
+                // was pushed either). We do not wait.
                 return None;
             } else {
-                // Our head is stale: another pop already took this slot.
-                backoff.spin();
-                head = self.head.load(Ordering::Relaxed);
+                // Our head is stale: another pop already took this slot. Re-read it.
+                head = self.reload(&self.head, head, stamp);
             }
         }
     }
@@ -494,10 +580,13 @@ impl<T> Ring<T> {
         }
     }
 
-    /// Whether the ring holds no items.
+    /// Whether the ring holds no items, counting pushes and pops in flight.
     ///
-    /// Under concurrency "empty" can stop being true at once (a push can land), and so can
-    /// "not empty"; either answer was true at the moment the head was read.
+    /// `true` means the ring was empty (no slot claimed by a push and not yet popped) at the
+    /// moment the tail was read. `false` means that at some moment during the call a slot was
+    /// claimed by a push and not yet by a pop; that item may still be in flight, so a
+    /// [`try_pop`](Ring::try_pop) right after can return `None`. Under concurrency either
+    /// answer can be stale by the time it is returned.
     ///
     /// # Examples
     ///
@@ -515,14 +604,17 @@ impl<T> Ring<T> {
         let head = self.head.load(Ordering::SeqCst);
         let tail = self.tail.load(Ordering::SeqCst);
         // The head cannot pass the tail, so if the tail equals the head read before it, the
-        // ring was empty when the tail was read; if it differs, it was not empty then.
+        // ring was empty when the tail was read. If it differs, the ring was not empty when
+        // the head was read (if the tail was ahead then) or when the push that moved the tail
+        // past `head` claimed its slot.
         tail == head
     }
 
-    /// Whether the ring is full.
+    /// Whether the ring is full, counting pushes and pops in flight.
     ///
-    /// Under concurrency either answer can go stale at once; it was true when the head was
-    /// read.
+    /// `true` means the ring was full at the moment the head was read. `false` means it was
+    /// not full at some moment during the call. Under concurrency either answer can be stale
+    /// by the time it is returned.
     ///
     /// # Examples
     ///

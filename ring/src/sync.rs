@@ -60,6 +60,32 @@ mod inner {
             self.value.store(value, order);
         }
 
+        pub(crate) fn compare_exchange(
+            &self,
+            current: usize,
+            new: usize,
+            success: Ordering,
+            failure: Ordering,
+        ) -> Result<usize, usize> {
+            self.touch();
+            self.value.compare_exchange(current, new, success, failure)
+        }
+
+        pub(crate) fn fetch_add(&self, value: usize, order: Ordering) -> usize {
+            self.touch();
+            self.value.fetch_add(value, order)
+        }
+
+        pub(crate) fn fetch_sub(&self, value: usize, order: Ordering) -> usize {
+            self.touch();
+            self.value.fetch_sub(value, order)
+        }
+
+        pub(crate) fn fetch_or(&self, value: usize, order: Ordering) -> usize {
+            self.touch();
+            self.value.fetch_or(value, order)
+        }
+
         pub(crate) fn compare_exchange_weak(
             &self,
             current: usize,
