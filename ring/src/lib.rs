@@ -96,7 +96,7 @@
 //!
 //! | method | progress |
 //! |---|---|
-//! | [`try_push`](Ring::try_push), [`try_push_below`](Ring::try_push_below), [`try_pop`](Ring::try_pop), [`push_batch`](Ring::push_batch), [`pop_batch`](Ring::pop_batch) | lock-free; never waits for another thread |
+//! | [`try_push`](Ring::try_push), [`try_push_below`](Ring::try_push_below), [`try_pop`](Ring::try_pop), [`push_batch`](Ring::push_batch), [`push_slice`](Ring::push_slice), [`pop_batch`](Ring::pop_batch), [`try_iter`](Ring::try_iter), [`clear`](Ring::clear) | lock-free; never waits for another thread |
 //! | [`force_push`](Ring::force_push) | lock-free while the ring has room; on a full ring, blocks (yielding) while the oldest slot is in flight |
 //! | [`len`](Ring::len), [`fill`](Ring::fill), [`fill_permille`](Ring::fill_permille) | lock-free (retry while the tail moves) |
 //! | [`is_empty`](Ring::is_empty), [`is_full`](Ring::is_full), [`capacity`](Ring::capacity) | wait-free |
@@ -144,10 +144,12 @@ extern crate alloc;
 
 pub mod batch;
 mod full;
+mod iter;
 mod ring;
 mod sync;
 
 pub use crate::full::Full;
+pub use crate::iter::{IntoIter, TryIter};
 pub use crate::ring::Ring;
 
 /// Runs a documentation example: directly, or inside `loom::model` with the `loom` feature

@@ -68,8 +68,9 @@ unsafe impl<T: Send> Send for Ring<T> {}
 // `T: Send` is needed, and no `&T` is ever shared, so `T: Sync` is not.
 unsafe impl<T: Send> Sync for Ring<T> {}
 
-// No operation leaves the ring in a broken state if the caller panics: the only user code that
-// runs inside an operation is `Extend::extend` in `pop_batch`, and its slots are released first.
+// No operation leaves the ring in a broken state if the caller panics: no user code runs while
+// a slot is claimed (`pop_batch` hands its items to `Extend::extend` after releasing their
+// slots, and evicted or rejected items are dropped by the caller).
 impl<T> UnwindSafe for Ring<T> {}
 impl<T> RefUnwindSafe for Ring<T> {}
 
