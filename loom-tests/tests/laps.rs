@@ -5,7 +5,7 @@
 //! it re-reads the index, and the ring asserts (in debug and loom builds) that the index did
 //! move. A wait on a stalled thread re-reads an index that has not moved, so the model fails
 //! on the first such interleaving instead of passing because loom's spin hint yields.
-#![cfg(feature = "loom")]
+#![cfg(all(feature = "loom", loom))]
 
 use loom::thread;
 use slotline_loom_tests::{

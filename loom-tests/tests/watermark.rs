@@ -1,5 +1,5 @@
 //! `try_push_below` racing pushes and pops: it refuses only at a fill level the ring really had.
-#![cfg(feature = "loom")]
+#![cfg(all(feature = "loom", loom))]
 
 use loom::thread;
 use slotline_loom_tests::shared_ring;

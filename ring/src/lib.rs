@@ -134,8 +134,12 @@
 //!
 //! * `std` (default): yield to the OS scheduler when waiting. Without it the crate is `no_std`
 //!   and needs `alloc`.
-//! * `loom`: every atomic, cell, spin hint and yield comes from loom (see `sync.rs`), so
-//!   `cargo test --features loom` model-checks the ring.
+//! * `loom`: pulls in the `loom` dependency. Together with `--cfg loom`, every atomic, cell,
+//!   spin hint and yield comes from loom, so
+//!   `RUSTFLAGS="--cfg loom" cargo test --release --features loom` model-checks the ring. The
+//!   feature alone changes nothing: a stray `loom` feature (from `--all-features`, or unified
+//!   in by a dependent) leaves the ordinary atomics in place, because loom's panic outside a
+//!   model, and `cargo test --features loom` without the cfg runs the ordinary tests.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -152,12 +156,12 @@ pub use crate::full::Full;
 pub use crate::iter::{IntoIter, TryIter};
 pub use crate::ring::Ring;
 
-/// Runs a documentation example: directly, or inside `loom::model` with the `loom` feature
-/// (where the ring's atomics only work inside a model). Not part of the API.
+/// Runs a documentation example: directly, or inside `loom::model` when the ring is built with
+/// loom's atomics (which only work inside a model). Not part of the API.
 #[doc(hidden)]
 pub fn __doctest<F: Fn() + Send + Sync + 'static>(example: F) {
-    #[cfg(feature = "loom")]
+    #[cfg(all(feature = "loom", loom))]
     loom::model(example);
-    #[cfg(not(feature = "loom"))]
+    #[cfg(not(all(feature = "loom", loom)))]
     example();
 }

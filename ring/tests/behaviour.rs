@@ -1,5 +1,5 @@
 //! Single-threaded behaviour: errors, panics, drops, thread-safety bounds.
-#![cfg(not(feature = "loom"))]
+#![cfg(not(all(feature = "loom", loom)))]
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
