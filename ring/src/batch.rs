@@ -106,6 +106,7 @@ impl<T> Ring<T> {
             let Some((head, count)) = self.claim_ready(want) else {
                 break;
             };
+            let waiting = self.push_waiters();
             let mut chunk = Chunk::<T, N>::new();
             let mut position = head;
             for _ in 0..count {
@@ -123,6 +124,7 @@ impl<T> Ring<T> {
                 position = self.next(position);
             }
             total += count;
+            self.wake_pushers(waiting, count);
             // Every slot is released: user code may run now. Items `extend` does not take are
             // dropped with the chunk.
             out.extend(&mut chunk);
@@ -193,8 +195,8 @@ impl<T> Ring<T> {
         loop {
             let first = self.slot(tail).stamp.load(Ordering::Acquire);
             if first != tail {
-                if self.held_for_push(first, tail) {
-                    // The previous lap still holds the slot: full.
+                if self.held_for_push(first, tail) || tail & self.mark_bit != 0 {
+                    // The previous lap still holds the slot (full), or the ring is closed.
                     return None;
                 }
                 // Our tail is stale. Re-read it.
@@ -245,8 +247,8 @@ impl<T> Ring<T> {
     /// slots with one CAS on the tail, and returns how many it moved.
     ///
     /// The moved items are removed from `items`; the rest stay there, in order, for a later
-    /// call. It moves nothing only if `items` is empty or the ring is full (in the sense of
-    /// [`try_push`](Ring::try_push)). The items keep their order in the ring. Taking a `Vec`
+    /// call. It moves nothing only if `items` is empty, the ring is full (in the sense of
+    /// [`try_push`](Ring::try_push)) or it is [closed](Ring::close). The items keep their order in the ring. Taking a `Vec`
     /// keeps user code out of the claimed window: moving items out of a `Vec` cannot panic.
     ///
     /// # Examples
@@ -272,12 +274,14 @@ impl<T> Ring<T> {
         let Some((tail, count)) = self.claim_empty(items.len()) else {
             return 0;
         };
+        let waiting = self.pop_waiters();
         // `drain` yields exactly `count` items and runs no user code.
         let mut position = tail;
         for value in items.drain(..count) {
             self.publish(position, value);
             position = self.next(position);
         }
+        self.wake_poppers(waiting, count);
         count
     }
 
@@ -311,11 +315,13 @@ impl<T> Ring<T> {
         let Some((tail, count)) = self.claim_empty(items.len()) else {
             return 0;
         };
+        let waiting = self.pop_waiters();
         let mut position = tail;
         for &value in &items[..count] {
             self.publish(position, value);
             position = self.next(position);
         }
+        self.wake_poppers(waiting, count);
         count
     }
 }

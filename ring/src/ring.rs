@@ -10,7 +10,7 @@ use core::panic::{RefUnwindSafe, UnwindSafe};
 
 use crossbeam_utils::CachePadded;
 
-use crate::full::Full;
+use crate::full::{Full, PushError};
 use crate::sync::{AtomicUsize, Backoff, Ordering, UnsafeCell};
 
 /// One slot: a stamp saying whose turn it is, and room for one value.
@@ -48,15 +48,23 @@ pub(crate) struct Slot<T> {
 pub struct Ring<T> {
     /// `{ lap, index }` of the next slot to pop. Only a successful CAS moves it.
     pub(crate) head: CachePadded<AtomicUsize>,
-    /// `{ lap, index }` of the next slot to push. Moved by a CAS, and by one plain store in an
-    /// evicting `force_push` (which owns the tail slot then: see there).
+    /// `{ lap, index }` of the next slot to push, plus `mark_bit` once the ring is closed.
+    /// Moved by a CAS, and by one `fetch_add` in an evicting `force_push` (which owns the tail
+    /// slot then: see there); `close` sets `mark_bit` with a `fetch_or`, after which no CAS
+    /// expecting an unmarked tail succeeds.
     pub(crate) tail: CachePadded<AtomicUsize>,
     /// `cap` slots.
     pub(crate) buffer: Box<[Slot<T>]>,
     /// How many items the ring holds when full.
     pub(crate) cap: usize,
-    /// `{ lap: 1, index: 0 }`: the smallest power of two greater than `cap`.
+    /// The smallest power of two greater than `cap`: the bit above every index, set in the
+    /// tail once the ring is closed. Never set in a slot stamp or in the head.
+    pub(crate) mark_bit: usize,
+    /// `{ lap: 1, index: 0 }`: `2 * mark_bit`.
     pub(crate) one_lap: usize,
+    /// Blocked and async callers waiting for an item or for room, and their wake-ups.
+    #[cfg(feature = "std")]
+    pub(crate) waiters: crate::wait::Waiters,
 }
 
 // SAFETY: a `Ring<T>` owns its items; moving it to another thread moves them, which is sound
@@ -98,12 +106,13 @@ impl<T> Ring<T> {
     /// ```
     pub fn new(capacity: usize) -> Self {
         assert!(capacity > 0, "capacity must be non-zero");
-        // One lap is the smallest power of two greater than the capacity, so a stamp's
-        // `index + 1` (a written slot) never reaches into the lap bits.
-        let one_lap = capacity
+        // The mark bit is the smallest power of two greater than the capacity, so a stamp's
+        // `index + 1` (a written slot) never reaches it; the lap bits start above it.
+        let mark_bit = capacity
             .checked_add(1)
             .and_then(usize::checked_next_power_of_two)
             .expect("ring capacity is too large");
+        let one_lap = mark_bit.checked_mul(2).expect("ring capacity is too large");
 
         // Every slot starts empty for lap 0: stamp `{ lap: 0, index: i }`.
         let buffer: Box<[Slot<T>]> = (0..capacity)
@@ -119,14 +128,17 @@ impl<T> Ring<T> {
             tail: CachePadded::new(AtomicUsize::new(0)),
             buffer,
             cap: capacity,
+            mark_bit,
             one_lap,
+            #[cfg(feature = "std")]
+            waiters: crate::wait::Waiters::new(),
         }
     }
 
     /// The index part of a head, tail or slot stamp.
     #[inline(always)]
     pub(crate) fn index(&self, stamp: usize) -> usize {
-        stamp & (self.one_lap - 1)
+        stamp & (self.mark_bit - 1)
     }
 
     /// The stamp of the position after `stamp` (a head or tail value).
@@ -157,6 +169,7 @@ impl<T> Ring<T> {
     /// Number of items between a head and a tail stamp read at the same moment.
     #[inline]
     pub(crate) fn distance(&self, head: usize, tail: usize) -> usize {
+        let tail = tail & !self.mark_bit;
         let hix = self.index(head);
         let tix = self.index(tail);
         if hix < tix {
@@ -241,7 +254,8 @@ impl<T> Ring<T> {
     ///
     /// # Errors
     ///
-    /// Returns [`Full`] holding `value` if the ring is full.
+    /// Returns [`Full`] holding `value` if the ring is full, or [closed](Ring::close) (use
+    /// [`push_wait`](Ring::push_wait) or [`is_closed`](Ring::is_closed) to tell which).
     ///
     /// # Examples
     ///
@@ -258,6 +272,7 @@ impl<T> Ring<T> {
     #[inline]
     pub fn try_push(&self, value: T) -> Result<(), Full<T>> {
         self.push_impl::<false>(value, usize::MAX)
+            .map_err(|e| Full(e.into_inner()))
     }
 
     /// Pushes `value` only if the ring holds fewer than `limit` items: a backpressure line
@@ -295,10 +310,16 @@ impl<T> Ring<T> {
     #[inline]
     pub fn try_push_below(&self, value: T, limit: usize) -> Result<(), Full<T>> {
         self.push_impl::<true>(value, limit)
+            .map_err(|e| Full(e.into_inner()))
     }
 
+    /// `try_push` that tells a closed ring from a full one.
     #[inline(always)]
-    fn push_impl<const BELOW: bool>(&self, value: T, limit: usize) -> Result<(), Full<T>> {
+    pub(crate) fn push_impl<const BELOW: bool>(
+        &self,
+        value: T,
+        limit: usize,
+    ) -> Result<(), PushError<T>> {
         let mut backoff = Backoff::new();
         let mut tail = self.tail.load(Ordering::Relaxed);
         loop {
@@ -321,7 +342,7 @@ impl<T> Ring<T> {
                         continue;
                     }
                     if self.distance(head, tail) >= limit {
-                        return Err(Full(value));
+                        return Err(PushError::Full(value));
                     }
                 }
                 let new_tail = self.next(tail);
@@ -332,6 +353,7 @@ impl<T> Ring<T> {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
+                        let waiting = self.pop_waiters();
                         // SAFETY: the CAS made this thread the only owner of the empty slot
                         // until the stamp store below; the Acquire load of `stamp == tail`
                         // ordered us after the consumer that emptied it.
@@ -339,6 +361,7 @@ impl<T> Ring<T> {
                             .with_mut(|cell| unsafe { cell.write(MaybeUninit::new(value)) });
                         // Set to `{ lap, index: index + 1 }`: written.
                         slot.stamp.store(tail.wrapping_add(1), Ordering::Release);
+                        self.wake_poppers(waiting, 1);
                         return Ok(());
                     }
                     Err(current) => {
@@ -349,7 +372,10 @@ impl<T> Ring<T> {
             } else if self.held_for_push(stamp, tail) {
                 // The slot still belongs to the previous lap: its item is unread (full), or a
                 // consumer is moving it out, or a producer is still writing it. We do not wait.
-                return Err(Full(value));
+                return Err(PushError::Full(value));
+            } else if tail & self.mark_bit != 0 {
+                // Closed: the tail will not move again.
+                return Err(PushError::Closed(value));
             } else {
                 // Our tail is stale: another push already took this slot. Re-read it.
                 tail = self.reload(&self.tail, tail, stamp);
@@ -374,7 +400,8 @@ impl<T> Ring<T> {
     /// waits for another thread (see [the crate docs](crate#progress)).
     ///
     /// The evicted item is returned, not dropped: its drop (user code) runs in the caller,
-    /// after the ring is consistent again.
+    /// after the ring is consistent again. On a [closed](Ring::close) ring nothing is stored
+    /// and `Some(value)` comes back: the value itself.
     ///
     /// # Examples
     ///
@@ -405,11 +432,13 @@ impl<T> Ring<T> {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
+                        let waiting = self.pop_waiters();
                         // SAFETY: as in `try_push`: the CAS gave us the empty slot.
                         slot.value
                             .with_mut(|cell| unsafe { cell.write(MaybeUninit::new(value)) });
                         // Set to `{ lap, index: index + 1 }`: written.
                         slot.stamp.store(tail.wrapping_add(1), Ordering::Release);
+                        self.wake_poppers(waiting, 1);
                         return None;
                     }
                     Err(current) => {
@@ -431,8 +460,13 @@ impl<T> Ring<T> {
                     .is_ok()
                 {
                     // We own the slot now as both its consumer and its producer. Producers see
-                    // its old stamp and report full (it is), so a plain store moves the tail.
-                    self.tail.store(new_tail, Ordering::SeqCst);
+                    // its old stamp and report full (it is), so nobody else moves the tail;
+                    // only `close` may set the mark bit meanwhile, which adding (rather than
+                    // storing) keeps. The eviction happened at the head CAS, before any close
+                    // that comes now, so the push is accepted.
+                    self.tail
+                        .fetch_add(new_tail.wrapping_sub(tail), Ordering::SeqCst);
+                    let waiting = self.pop_waiters();
                     // SAFETY: the head CAS gave us the written slot (its stamp, loaded with
                     // Acquire, said written for the previous lap), and no producer can claim it
                     // before the stamp store below.
@@ -441,6 +475,7 @@ impl<T> Ring<T> {
                     });
                     // Set to `{ lap, index: index + 1 }`: written for this lap.
                     slot.stamp.store(tail.wrapping_add(1), Ordering::Release);
+                    self.wake_poppers(waiting, 1);
                     return Some(old);
                 }
                 // The head has moved past the item: a consumer (or another evicting push) has
@@ -452,6 +487,9 @@ impl<T> Ring<T> {
                 // still writing it: the ring is full and its oldest item is not there yet.
                 // Wait for it, yielding.
                 tail = self.reload_or_snooze(tail, &mut backoff);
+            } else if tail & self.mark_bit != 0 {
+                // Closed: nothing is stored, the value comes back.
+                return Some(value);
             } else {
                 // Our tail is stale: another push already took this slot. Re-read it.
                 tail = self.reload(&self.tail, tail, stamp);
@@ -509,6 +547,7 @@ impl<T> Ring<T> {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
+                        let waiting = self.push_waiters();
                         // SAFETY: the CAS made us the only consumer of this written slot; the
                         // Acquire load of its stamp ordered us after the producer's write.
                         let value = slot
@@ -517,6 +556,7 @@ impl<T> Ring<T> {
                         // Set to `{ lap: lap + 1, index }`: empty for the next lap.
                         slot.stamp
                             .store(head.wrapping_add(self.one_lap), Ordering::Release);
+                        self.wake_pushers(waiting, 1);
                         return Some(value);
                     }
                     Err(current) => {
@@ -603,7 +643,7 @@ impl<T> Ring<T> {
     /// ```
     pub fn is_empty(&self) -> bool {
         let head = self.head.load(Ordering::SeqCst);
-        let tail = self.tail.load(Ordering::SeqCst);
+        let tail = self.tail.load(Ordering::SeqCst) & !self.mark_bit;
         // The head cannot pass the tail, so if the tail equals the head read before it, the
         // ring was empty when the tail was read. If it differs, the ring was not empty when
         // the head was read (if the tail was ahead then) or when the push that moved the tail
@@ -630,7 +670,7 @@ impl<T> Ring<T> {
     /// # });
     /// ```
     pub fn is_full(&self) -> bool {
-        let tail = self.tail.load(Ordering::SeqCst);
+        let tail = self.tail.load(Ordering::SeqCst) & !self.mark_bit;
         let head = self.head.load(Ordering::SeqCst);
         // The head, read after the tail, is a lap behind it only if the ring was full then.
         head.wrapping_add(self.one_lap) == tail
@@ -676,6 +716,113 @@ impl<T> Ring<T> {
     pub fn fill_permille(&self) -> u32 {
         // `len <= cap`, so the quotient is at most 1000; u128 keeps `len * 1000` exact.
         (self.len() as u128 * 1000 / self.cap as u128) as u32
+    }
+}
+
+impl<T> Ring<T> {
+    /// Closes the ring: every push from now on is refused, with its value handed back. Returns
+    /// `true` if this call closed it, `false` if it was closed already.
+    ///
+    /// Items already in the ring stay there: pops take them as before, and once they are gone
+    /// the waiting pops ([`pop_wait`](Ring::pop_wait), [`pop`](Ring::pop)) report
+    /// [`PopError::Closed`](crate::PopError::Closed). A push that claimed its slot before the
+    /// close still lands. Every waiting caller is woken.
+    ///
+    /// A [`force_push`](Ring::force_push) that overlaps the close can still store its value
+    /// if it evicts: it commits at its CAS on the head, which the close does not stop. Every
+    /// other push that returns after `close` returned was refused or had committed before.
+    ///
+    /// After closing, [`try_push`](Ring::try_push) and [`try_push_below`](Ring::try_push_below)
+    /// return [`Full`] (their error type cannot say more; [`is_closed`](Ring::is_closed) or
+    /// [`push_wait`](Ring::push_wait) tell the difference), [`force_push`](Ring::force_push)
+    /// stores nothing and returns `Some(value)`, and the batch pushes move nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # slotline_ring::__doctest(|| {
+    /// use slotline_ring::Ring;
+    ///
+    /// let ring = Ring::new(4);
+    /// ring.try_push(1).unwrap();
+    /// assert!(ring.close());
+    /// assert!(!ring.close());
+    /// assert!(ring.is_closed());
+    /// assert_eq!(ring.try_push(2).unwrap_err().into_inner(), 2);
+    /// assert_eq!(ring.force_push(3), Some(3));
+    /// assert_eq!(ring.try_pop(), Some(1)); // what was in the ring still comes out
+    /// assert_eq!(ring.try_pop(), None);
+    /// # });
+    /// ```
+    pub fn close(&self) -> bool {
+        // After this, no tail CAS (all expect an unmarked tail) succeeds, so the set of
+        // pushed items is fixed.
+        let before = self.tail.fetch_or(self.mark_bit, Ordering::SeqCst);
+        #[cfg(feature = "std")]
+        self.waiters.wake_all();
+        before & self.mark_bit == 0
+    }
+
+    /// Whether [`close`](Ring::close) has been called. Once `true`, it stays `true`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # slotline_ring::__doctest(|| {
+    /// use slotline_ring::Ring;
+    ///
+    /// let ring = Ring::<u8>::new(1);
+    /// assert!(!ring.is_closed());
+    /// ring.close();
+    /// assert!(ring.is_closed());
+    /// # });
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.tail.load(Ordering::SeqCst) & self.mark_bit != 0
+    }
+
+    /// How many callers wait for an item, read right after a push's claim (its tail CAS). A
+    /// non-zero count obliges the push to wake one of them once its slot is written; see
+    /// `wait.rs` for why this load, after the CAS, cannot miss a waiter that could sleep.
+    #[inline(always)]
+    pub(crate) fn pop_waiters(&self) -> usize {
+        #[cfg(feature = "std")]
+        return self.waiters.pop_waiters.load(Ordering::SeqCst);
+        #[cfg(not(feature = "std"))]
+        0
+    }
+
+    /// How many callers wait for room, read right after a pop's claim (its head CAS).
+    #[inline(always)]
+    pub(crate) fn push_waiters(&self) -> usize {
+        #[cfg(feature = "std")]
+        return self.waiters.push_waiters.load(Ordering::SeqCst);
+        #[cfg(not(feature = "std"))]
+        0
+    }
+
+    /// Wakes up to `items` callers waiting for an item, if `waiting` (from `pop_waiters`) says
+    /// there are any; call after the items' stamps are stored.
+    #[inline(always)]
+    pub(crate) fn wake_poppers(&self, waiting: usize, items: usize) {
+        #[cfg(feature = "std")]
+        if waiting != 0 {
+            self.waiters.wake_poppers(items);
+        }
+        #[cfg(not(feature = "std"))]
+        let _ = (waiting, items);
+    }
+
+    /// Wakes up to `slots` callers waiting for room, if `waiting` (from `push_waiters`) says
+    /// there are any; call after the slots' stamps are stored.
+    #[inline(always)]
+    pub(crate) fn wake_pushers(&self, waiting: usize, slots: usize) {
+        #[cfg(feature = "std")]
+        if waiting != 0 {
+            self.waiters.wake_pushers(slots);
+        }
+        #[cfg(not(feature = "std"))]
+        let _ = (waiting, slots);
     }
 }
 
