@@ -71,7 +71,8 @@
 //! for an item or for room, blocking ([`pop_wait`](Ring::pop_wait),
 //! [`push_wait`](Ring::push_wait)) or async ([`pop`](Ring::pop), [`push`](Ring::push)); a
 //! push or pop wakes a waiter only if the waiter count it reads says there is one, and the
-//! count is read in a way that cannot miss a waiter about to sleep (argued in `wait.rs`).
+//! count is read in a way that cannot miss a waiter about to sleep (argued in the
+//! source of the private `wait` module).
 //!
 //! ```
 //! # slotline_ring::__doctest_threads(|| {
@@ -166,7 +167,7 @@
 //! | `tail` | `fetch_or` of the mark bit in `close` | `SeqCst` | the claiming CASes, which fail from then on |
 //! | `head`, `tail` | loads in `len`, `is_empty`, `is_full`, `is_closed`, `try_push_below` | `SeqCst` | the CASes: the pair read is a state the ring was in |
 //! | `head`, `tail` | re-read after a stamp that lags the index (see `Ring::reload`) | `Acquire` | the claiming CASes: the next stamp load is at least as new as the index |
-//! | waiter counts | load right after a claiming CAS | `SeqCst` | a waiter's `SeqCst` increment and its `fetch_add(0)` on the same index: a push or pop that could leave a sleeping waiter behind always sees it (see `wait.rs`) |
+//! | waiter counts | load right after a claiming CAS | `SeqCst` | a waiter's `SeqCst` increment and its `fetch_add(0)` on the same index: a push or pop that could leave a sleeping waiter behind always sees it (argued in the source of the `wait` module) |
 //!
 //! # Features
 //!
