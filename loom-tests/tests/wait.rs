@@ -119,3 +119,24 @@ fn close_racing_an_evicting_force_push_strands_nothing() {
         assert_eq!(seen, [item(0, 0), item(9, 0)]);
     });
 }
+
+/// Two consumers wait on a closed ring of capacity 1 that holds one item: one gets the item,
+/// the other reports closed, even if it looks while the first is still moving the item out.
+#[test]
+fn two_waiting_pops_on_a_closed_ring_both_return() {
+    loom::model(|| {
+        let ring = shared_ring(1);
+        ring.try_push(item(0, 0)).unwrap();
+        ring.close();
+        let r = ring.clone();
+        let other = thread::spawn(move || r.pop_wait(Duration::MAX));
+        let mine = ring.pop_wait(Duration::MAX);
+        let theirs = other.join().unwrap();
+        let results = [mine, theirs];
+        assert!(
+            results == [Ok(item(0, 0)), Err(PopError::Closed)]
+                || results == [Err(PopError::Closed), Ok(item(0, 0))],
+            "{results:?}"
+        );
+    });
+}

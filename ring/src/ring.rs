@@ -462,8 +462,9 @@ impl<T> Ring<T> {
                     // We own the slot now as both its consumer and its producer. Producers see
                     // its old stamp and report full (it is), so nobody else moves the tail;
                     // only `close` may set the mark bit meanwhile, which adding (rather than
-                    // storing) keeps. The eviction happened at the head CAS, before any close
-                    // that comes now, so the push is accepted.
+                    // storing) keeps. The push commits at the head CAS, which a close does not
+                    // stop, so it completes even if the ring was closed since we read the tail
+                    // (documented on `close`).
                     self.tail
                         .fetch_add(new_tail.wrapping_sub(tail), Ordering::SeqCst);
                     let waiting = self.pop_waiters();

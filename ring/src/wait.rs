@@ -167,8 +167,13 @@ impl<T> Ring<T> {
             return Look::Done(done);
         }
         // The RMW orders us against every push's tail CAS (module docs).
-        let tail = self.tail.fetch_add(0, Ordering::SeqCst) & !self.mark_bit;
-        if tail != self.head.load(Ordering::SeqCst) {
+        let tail = self.tail.fetch_add(0, Ordering::SeqCst);
+        if tail & self.mark_bit != 0 {
+            // Closed but not drained as far as `pop_or_closed` could tell: an item is in
+            // flight (being written, or the last one being moved out by another consumer).
+            // Nobody will notify after the close's wake-up, so look again rather than sleep.
+            Look::InFlight
+        } else if tail != self.head.load(Ordering::SeqCst) {
             Look::InFlight
         } else {
             Look::Sleep
