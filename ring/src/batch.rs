@@ -191,7 +191,7 @@ impl<T> Ring<T> {
     fn claim_empty(&self, max: usize) -> Option<(usize, usize)> {
         debug_assert!(max >= 1);
         let mut backoff = Backoff::new();
-        let mut tail = self.tail.load(Ordering::Relaxed);
+        let mut tail = self.tail.load(Ordering::Acquire);
         loop {
             let first = self.slot(tail).stamp.load(Ordering::Acquire);
             if first != tail {
@@ -217,7 +217,7 @@ impl<T> Ring<T> {
             }
             match self
                 .tail
-                .compare_exchange_weak(tail, end, Ordering::SeqCst, Ordering::Relaxed)
+                .compare_exchange_weak(tail, end, Ordering::SeqCst, Ordering::Acquire)
             {
                 // The tail did not move since we read it, so the `count` slots we saw empty
                 // are ours.

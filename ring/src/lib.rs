@@ -161,8 +161,9 @@
 //! | slot `stamp` | store after writing a value (push, batch push, force_push) | `Release` | the `Acquire` stamp load of the consumer that reads the value |
 //! | slot `stamp` | store after moving a value out (pop, batch pop, `Drop`) | `Release` | the `Acquire` stamp load of the producer that overwrites the slot a lap later |
 //! | slot `stamp` | every load | `Acquire` | the two stores above: the value (or the slot's emptiness) is visible before we touch it |
-//! | `head`, `tail` | loads in push/pop/batches | `Relaxed` | none: only a guess, checked by the slot stamp and the CAS |
-//! | `head`, `tail` | CAS that claims slots (success / failure) | `SeqCst` / `Relaxed` | the CAS only decides ownership; values are published by stamps. `SeqCst` puts the index moves in one total order with the `SeqCst` loads below (free on x86, where any locked RMW is a full barrier) |
+//! | `head` | loads in pops and `pop_batch` | `Relaxed` | none: only a guess, checked by the slot stamp and the CAS |
+//! | `tail` | loads in pushes (also after a failed CAS) | `Acquire` | the claiming CAS that wrote it: a slot release that happened before that CAS is visible, so `Full` is only returned for a slot still held at a moment the tail had this value (free on x86) |
+//! | `head`, `tail` | CAS that claims slots (success / failure) | `SeqCst` / `Relaxed` for the head, `Acquire` for the tail | the CAS only decides ownership; values are published by stamps. `SeqCst` puts the index moves in one total order with the `SeqCst` loads below (free on x86, where any locked RMW is a full barrier) |
 //! | `tail` | `fetch_add` in an evicting `force_push` | `SeqCst` | producers and `len`'s loads; it only moves the tail to the next position, keeping a close's mark bit |
 //! | `tail` | `fetch_or` of the mark bit in `close` | `SeqCst` | the claiming CASes, which fail from then on |
 //! | `head`, `tail` | loads in `len`, `is_empty`, `is_full`, `is_closed`, `try_push_below` | `SeqCst` | the CASes: the pair read is a state the ring was in |

@@ -230,7 +230,7 @@ impl<T> Ring<T> {
         // Stamps and indices differ by a few laps at most, so the wrapping difference, read
         // as signed, says which is ahead.
         if (stamp.wrapping_sub(seen) as isize) > 0 {
-            let current = index.load(Ordering::Relaxed);
+            let current = index.load(Ordering::Acquire);
             #[cfg(any(debug_assertions, all(feature = "loom", loom)))]
             assert_ne!(
                 current, seen,
@@ -321,7 +321,7 @@ impl<T> Ring<T> {
         limit: usize,
     ) -> Result<(), PushError<T>> {
         let mut backoff = Backoff::new();
-        let mut tail = self.tail.load(Ordering::Relaxed);
+        let mut tail = self.tail.load(Ordering::Acquire);
         loop {
             let slot = self.slot(tail);
             let stamp = slot.stamp.load(Ordering::Acquire);
@@ -350,7 +350,7 @@ impl<T> Ring<T> {
                     tail,
                     new_tail,
                     Ordering::SeqCst,
-                    Ordering::Relaxed,
+                    Ordering::Acquire,
                 ) {
                     Ok(_) => {
                         let waiting = self.pop_waiters();
@@ -419,7 +419,7 @@ impl<T> Ring<T> {
     /// ```
     pub fn force_push(&self, value: T) -> Option<T> {
         let mut backoff = Backoff::new();
-        let mut tail = self.tail.load(Ordering::Relaxed);
+        let mut tail = self.tail.load(Ordering::Acquire);
         loop {
             let slot = self.slot(tail);
             let stamp = slot.stamp.load(Ordering::Acquire);
@@ -429,7 +429,7 @@ impl<T> Ring<T> {
                     tail,
                     new_tail,
                     Ordering::SeqCst,
-                    Ordering::Relaxed,
+                    Ordering::Acquire,
                 ) {
                     Ok(_) => {
                         let waiting = self.pop_waiters();
@@ -502,7 +502,7 @@ impl<T> Ring<T> {
     /// yields (after a few spins) only if it has not moved.
     #[cold]
     fn reload_or_snooze(&self, tail: usize, backoff: &mut Backoff) -> usize {
-        let current = self.tail.load(Ordering::Relaxed);
+        let current = self.tail.load(Ordering::Acquire);
         if current == tail {
             backoff.snooze();
         }
