@@ -1,8 +1,9 @@
 //! Loom models live in `tests/`, one model family per file; run them with
-//! `LOOM_MAX_PREEMPTIONS=3 cargo test --release --features loom -p slotline-loom-tests`.
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test --release --features loom -p slotline-loom-tests`.
+//! The ring uses loom's atomics only when both the feature and the cfg are set.
 //!
 //! This library holds the helpers the models share.
-#![cfg(feature = "loom")]
+#![cfg(all(feature = "loom", loom))]
 #![warn(missing_docs)]
 
 use std::collections::HashMap;

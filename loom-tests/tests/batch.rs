@@ -1,5 +1,5 @@
 //! Batch claims racing single operations: `pop_batch` vs pushes, `push_batch` vs pops.
-#![cfg(feature = "loom")]
+#![cfg(all(feature = "loom", loom))]
 
 use loom::thread;
 use slotline_loom_tests::{

@@ -1,6 +1,6 @@
 //! Drop accounting under races: every item is dropped exactly once, whether it is popped,
 //! evicted, rejected or left in the ring when the ring is dropped.
-#![cfg(feature = "loom")]
+#![cfg(all(feature = "loom", loom))]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

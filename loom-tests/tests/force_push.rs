@@ -1,5 +1,5 @@
 //! `force_push` racing `try_pop` and other `force_push`es: pushed = popped + evicted + left.
-#![cfg(feature = "loom")]
+#![cfg(all(feature = "loom", loom))]
 
 use loom::thread;
 use slotline_loom_tests::{

@@ -8,7 +8,7 @@
 //! - **Sleep**: the I/O thread sets `sleeping`, fences, and looks at the ring once more before
 //!   it sleeps; a caller pushes, fences, and wakes the thread if `sleeping` is set. A thread
 //!   that decided to sleep on an empty ring is always woken by the caller whose op it missed.
-#![cfg(feature = "loom")]
+#![cfg(all(feature = "loom", loom))]
 
 use loom::sync::atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use loom::sync::Arc;

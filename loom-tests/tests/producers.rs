@@ -1,5 +1,5 @@
 //! Two producers racing at capacity 1 and 2, with wrap-around.
-#![cfg(feature = "loom")]
+#![cfg(all(feature = "loom", loom))]
 
 use loom::thread;
 use slotline_loom_tests::{

@@ -1,5 +1,5 @@
 //! A producer pushing while a consumer pops: nothing lost, nothing duplicated, FIFO.
-#![cfg(feature = "loom")]
+#![cfg(all(feature = "loom", loom))]
 
 use loom::thread;
 use slotline_loom_tests::{

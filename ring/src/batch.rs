@@ -5,19 +5,29 @@
 //! `max` items:
 //!
 //! 1. read the head, then the stamps of the slots from the head on, counting how many in a row
-//!    are written for their lap (at most `max`, at most the capacity);
+//!    are written for their lap (at most a stack chunk's worth, at most `max`, at most the
+//!    capacity);
 //! 2. one CAS moves the head past all `k` of them; if it fails, another consumer moved the
 //!    head, and we start over from its new value;
-//! 3. move the `k` values out, releasing each slot (its stamp store) before the value is handed
-//!    to `out`, so no user code runs while a slot is claimed.
+//! 3. move the `k` values into a fixed-size chunk on the stack, releasing each slot (its stamp
+//!    store) as it is emptied;
+//! 4. only then hand the chunk to `out.extend`: no user code runs while a slot is claimed, so a
+//!    slow or re-entrant `Extend` (one that pushes into the same ring, say) delays nobody.
 //!
-//! [`push_batch`](Ring::push_batch) is the mirror image on the tail: count the empty slots,
-//! one CAS, move the values in from the front of a `Vec`.
+//! The chunk holds 64 items of up to 64 bytes, and fewer of larger items (about 4 KiB of
+//! stack); a larger `max` is served chunk after chunk, one CAS each.
+//!
+//! [`push_batch`](Ring::push_batch) and [`push_slice`](Ring::push_slice) are the mirror image
+//! on the tail: count the empty slots, one CAS, move the values in from the front of a `Vec`
+//! (or copy them from a slice of `Copy` items). Neither runs user code while slots are claimed:
+//! moving items out of a `Vec` and copying `Copy` values cannot panic or call back. There is no
+//! push from an arbitrary iterator for that reason: its `next` is user code, and it cannot
+//! take back an item that did not fit.
 //!
 //! Batches keep every guarantee of the single operations: each item is popped once, items of
 //! one producer come out in order, and a batch sees exactly the items a run of single pops at
 //! that moment would have seen. Like `try_pop`, a batch never waits: it stops at the first slot
-//! that is not ready.
+//! that is not ready (or full), including a slot still held by a thread of the previous lap.
 //!
 //! ```
 //! # slotline_ring::__doctest(|| {
@@ -37,24 +47,25 @@
 
 use alloc::vec::Vec;
 use core::iter::FusedIterator;
-use core::mem::MaybeUninit;
+use core::mem::{self, MaybeUninit};
+use core::ptr;
 
 use crate::ring::Ring;
 use crate::sync::{Backoff, Ordering};
 
 impl<T> Ring<T> {
-    /// Pops up to `max` ready items, oldest first, into `out`, claiming them with one CAS on the
-    /// head. Returns how many were popped.
+    /// Pops up to `max` ready items, oldest first, into `out`, and returns how many it popped.
     ///
     /// Returns 0 when `max` is 0 or no item is ready (see [`try_pop`](Ring::try_pop) for what
     /// "ready" means while a push is in flight). It takes only the run of ready items at the
-    /// head: it never waits, and it never skips a slot.
+    /// head: it never waits, and it never skips a slot. One call pops at most `capacity()`
+    /// items, so it returns even while producers keep refilling the ring.
     ///
-    /// `out.extend` receives an iterator that yields exactly the popped items. Each slot is
-    /// released before its item is yielded, so if `extend` panics or stops early, the ring stays
-    /// consistent and the items it did not take are dropped (each exactly once). An `extend`
-    /// that leaks the iterator (`mem::forget`) instead leaves its untaken slots claimed, and
-    /// the ring stops at them; no `Extend` in `std` does that.
+    /// Items are claimed with one CAS on the head per chunk (64 items of up to 64 bytes; fewer,
+    /// larger items per chunk), moved into that chunk on the stack, and their slots released,
+    /// before `out.extend` sees them. So `extend` runs no code while the ring waits on it: it
+    /// may be slow, panic, or push into this same ring. If it panics, the items of that chunk
+    /// it did not take are dropped (each exactly once) and the ring is unaffected.
     ///
     /// # Examples
     ///
@@ -73,28 +84,85 @@ impl<T> Ring<T> {
     /// # });
     /// ```
     pub fn pop_batch<E: Extend<T>>(&self, max: usize, out: &mut E) -> usize {
-        if max == 0 {
-            return 0;
+        // Size classes keep the chunk on the stack near 4 KiB; the branches fold at compile
+        // time.
+        let size = mem::size_of::<T>();
+        if size <= 64 {
+            self.pop_chunks::<64, E>(max, out)
+        } else if size <= 256 {
+            self.pop_chunks::<16, E>(max, out)
+        } else if size <= 1024 {
+            self.pop_chunks::<4, E>(max, out)
+        } else {
+            self.pop_chunks::<1, E>(max, out)
         }
+    }
+
+    fn pop_chunks<const N: usize, E: Extend<T>>(&self, max: usize, out: &mut E) -> usize {
+        let max = max.min(self.cap);
+        let mut total = 0;
+        while total < max {
+            let want = N.min(max - total);
+            let Some((head, count)) = self.claim_ready(want) else {
+                break;
+            };
+            let waiting = self.push_waiters();
+            let mut chunk = Chunk::<T, N>::new();
+            let mut position = head;
+            for _ in 0..count {
+                let slot = self.slot(position);
+                // SAFETY: the head CAS in `claim_ready` made us the only consumer of the
+                // `count` written slots from `head` on; each is read once (`position` moves
+                // on), and its stamp was loaded with Acquire after the producer's write.
+                let value = slot
+                    .value
+                    .with_mut(|cell| unsafe { cell.read().assume_init() });
+                chunk.push(value);
+                // Set to `{ lap: lap + 1, index }`: empty for the next lap.
+                slot.stamp
+                    .store(position.wrapping_add(self.one_lap), Ordering::Release);
+                position = self.next(position);
+            }
+            total += count;
+            self.wake_pushers(waiting, count);
+            // Every slot is released: user code may run now. Items `extend` does not take are
+            // dropped with the chunk.
+            out.extend(&mut chunk);
+            if count < want {
+                // The slot after the run was not ready; do not go round again.
+                break;
+            }
+        }
+        total
+    }
+
+    /// Claims the run of written slots at the head, at most `max` (>= 1) and at most the
+    /// capacity, with one CAS. Returns the old head and the run's length, or `None` if the
+    /// slot at the head is not ready.
+    #[inline]
+    fn claim_ready(&self, max: usize) -> Option<(usize, usize)> {
+        debug_assert!(max >= 1);
         let mut backoff = Backoff::new();
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
-            // Count the written slots from the head on.
             let first = self.slot(head).stamp.load(Ordering::Acquire);
             if first != head.wrapping_add(1) {
-                if first == head {
-                    // Not written for this lap: empty, or a push is in flight.
-                    return 0;
+                if first == head || self.held_for_pop(first, head) {
+                    // Not written for this lap (empty, or a push is in flight), or the
+                    // previous lap's consumer still holds the slot: nothing is ready.
+                    return None;
                 }
-                // Our head is stale.
-                backoff.spin();
-                head = self.head.load(Ordering::Relaxed);
+                // Our head is stale. Re-read it.
+                head = self.reload(&self.head, head, first);
                 continue;
             }
+            // Count the written slots from the head on, stopping at the capacity: the
+            // stamps are read at different moments, and a slot one lap on could pass the
+            // check if the head moved in between (the CAS would then fail anyway).
+            let limit = max.min(self.cap);
             let mut count = 1;
             let mut end = self.next(head);
-            while count < max {
-                // A slot a whole lap ahead of the head fails this check, so `count <= cap`.
+            while count < limit {
                 if self.slot(end).stamp.load(Ordering::Acquire) != end.wrapping_add(1) {
                     break;
                 }
@@ -105,12 +173,9 @@ impl<T> Ring<T> {
                 .head
                 .compare_exchange_weak(head, end, Ordering::SeqCst, Ordering::Relaxed)
             {
-                Ok(_) => {
-                    // The head did not move since we read it, so no consumer took any of the
-                    // `count` slots we saw written: they are ours.
-                    out.extend(Taken::new(self, head, count));
-                    return count;
-                }
+                // The head did not move since we read it, so no consumer took any of the
+                // `count` slots we saw written: they are ours.
+                Ok(_) => return Some((head, count)),
                 Err(current) => {
                     head = current;
                     backoff.spin();
@@ -119,12 +184,71 @@ impl<T> Ring<T> {
         }
     }
 
+    /// Claims the run of empty slots at the tail, at most `max` (>= 1) and at most the
+    /// capacity, with one CAS. Returns the old tail and the run's length, or `None` if the
+    /// ring is full (in the sense of [`try_push`](Ring::try_push)).
+    #[inline]
+    fn claim_empty(&self, max: usize) -> Option<(usize, usize)> {
+        debug_assert!(max >= 1);
+        let mut backoff = Backoff::new();
+        let mut tail = self.tail.load(Ordering::Acquire);
+        loop {
+            let first = self.slot(tail).stamp.load(Ordering::Acquire);
+            if first != tail {
+                if self.held_for_push(first, tail) || tail & self.mark_bit != 0 {
+                    // The previous lap still holds the slot (full), or the ring is closed.
+                    return None;
+                }
+                // Our tail is stale. Re-read it.
+                tail = self.reload(&self.tail, tail, first);
+                continue;
+            }
+            // Count the empty slots from the tail on, stopping at the capacity (see
+            // `claim_ready`).
+            let limit = max.min(self.cap);
+            let mut count = 1;
+            let mut end = self.next(tail);
+            while count < limit {
+                if self.slot(end).stamp.load(Ordering::Acquire) != end {
+                    break;
+                }
+                count += 1;
+                end = self.next(end);
+            }
+            match self
+                .tail
+                .compare_exchange_weak(tail, end, Ordering::SeqCst, Ordering::Acquire)
+            {
+                // The tail did not move since we read it, so the `count` slots we saw empty
+                // are ours.
+                Ok(_) => return Some((tail, count)),
+                Err(current) => {
+                    tail = current;
+                    backoff.spin();
+                }
+            }
+        }
+    }
+
+    /// Writes `value` into a slot claimed by `claim_empty` and publishes it.
+    #[inline(always)]
+    fn publish(&self, position: usize, value: T) {
+        let slot = self.slot(position);
+        // SAFETY: the tail CAS in `claim_empty` made us the only producer of this empty slot;
+        // its stamp (Acquire) ordered us after the consumer that emptied it.
+        slot.value
+            .with_mut(|cell| unsafe { cell.write(MaybeUninit::new(value)) });
+        // Set to `{ lap, index: index + 1 }`: written.
+        slot.stamp
+            .store(position.wrapping_add(1), Ordering::Release);
+    }
+
     /// Moves as many items as fit from the front of `items` into the ring, claiming their
     /// slots with one CAS on the tail, and returns how many it moved.
     ///
     /// The moved items are removed from `items`; the rest stay there, in order, for a later
-    /// call. It moves nothing only if `items` is empty or the ring is full (in the sense of
-    /// [`try_push`](Ring::try_push)). The items keep their order in the ring. Taking a `Vec`
+    /// call. It moves nothing only if `items` is empty, the ring is full (in the sense of
+    /// [`try_push`](Ring::try_push)) or it is [closed](Ring::close). The items keep their order in the ring. Taking a `Vec`
     /// keeps user code out of the claimed window: moving items out of a `Vec` cannot panic.
     ///
     /// # Examples
@@ -144,62 +268,130 @@ impl<T> Ring<T> {
     /// # });
     /// ```
     pub fn push_batch(&self, items: &mut Vec<T>) -> usize {
-        let max = items.len();
-        if max == 0 {
+        if items.is_empty() {
             return 0;
         }
-        let mut backoff = Backoff::new();
-        let mut tail = self.tail.load(Ordering::Relaxed);
-        loop {
-            // Count the empty slots from the tail on.
-            let first = self.slot(tail).stamp.load(Ordering::Acquire);
-            if first != tail {
-                if first.wrapping_add(self.one_lap) == tail.wrapping_add(1) {
-                    // The previous lap's item is still there: full.
-                    return 0;
-                }
-                // Our tail is stale.
-                backoff.spin();
-                tail = self.tail.load(Ordering::Relaxed);
-                continue;
-            }
-            let mut count = 1;
-            let mut end = self.next(tail);
-            while count < max {
-                // A slot a whole lap ahead of the tail fails this check, so `count <= cap`.
-                if self.slot(end).stamp.load(Ordering::Acquire) != end {
-                    break;
-                }
-                count += 1;
-                end = self.next(end);
-            }
-            match self
-                .tail
-                .compare_exchange_weak(tail, end, Ordering::SeqCst, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    // The tail did not move since we read it, so the `count` slots we saw empty
-                    // are ours. `drain` yields exactly `count` items and runs no user code.
-                    let mut position = tail;
-                    for value in items.drain(..count) {
-                        let slot = self.slot(position);
-                        // SAFETY: the CAS gave us this empty slot; its stamp (Acquire) ordered
-                        // us after the consumer that emptied it.
-                        slot.value
-                            .with_mut(|cell| unsafe { cell.write(MaybeUninit::new(value)) });
-                        // Set to `{ lap, index: index + 1 }`: written.
-                        slot.stamp
-                            .store(position.wrapping_add(1), Ordering::Release);
-                        position = self.next(position);
-                    }
-                    return count;
-                }
-                Err(current) => {
-                    tail = current;
-                    backoff.spin();
-                }
-            }
+        let Some((tail, count)) = self.claim_empty(items.len()) else {
+            return 0;
+        };
+        let waiting = self.pop_waiters();
+        // `drain` yields exactly `count` items and runs no user code.
+        let mut position = tail;
+        for value in items.drain(..count) {
+            self.publish(position, value);
+            position = self.next(position);
         }
+        self.wake_poppers(waiting, count);
+        count
+    }
+
+    /// Copies as many items as fit from the front of `items` into the ring, claiming their
+    /// slots with one CAS on the tail, and returns how many it copied.
+    ///
+    /// The slice form of [`push_batch`](Ring::push_batch), for `Copy` items (copying runs no
+    /// user code while the slots are claimed). Push `&items[n..]` later to send the rest.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # slotline_ring::__doctest(|| {
+    /// use slotline_ring::Ring;
+    ///
+    /// let ring = Ring::new(4);
+    /// let items = [1, 2, 3, 4, 5, 6];
+    /// let n = ring.push_slice(&items);
+    /// assert_eq!(n, 4);
+    /// assert_eq!(ring.try_pop(), Some(1));
+    /// assert_eq!(ring.push_slice(&items[n..]), 1);
+    /// # });
+    /// ```
+    pub fn push_slice(&self, items: &[T]) -> usize
+    where
+        T: Copy,
+    {
+        if items.is_empty() {
+            return 0;
+        }
+        let Some((tail, count)) = self.claim_empty(items.len()) else {
+            return 0;
+        };
+        let waiting = self.pop_waiters();
+        let mut position = tail;
+        for &value in &items[..count] {
+            self.publish(position, value);
+            position = self.next(position);
+        }
+        self.wake_poppers(waiting, count);
+        count
+    }
+}
+
+/// Up to `N` items moved out of claimed slots, handed to the caller after the slots are
+/// released. Dropping it drops the items not taken, each once, even if one drop panics.
+struct Chunk<T, const N: usize> {
+    items: [MaybeUninit<T>; N],
+    /// `items[next..len]` are initialised and not yet yielded.
+    next: usize,
+    len: usize,
+}
+
+impl<T, const N: usize> Chunk<T, N> {
+    #[inline(always)]
+    fn new() -> Self {
+        Self {
+            items: [const { MaybeUninit::uninit() }; N],
+            next: 0,
+            len: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, value: T) {
+        debug_assert!(self.len < N, "chunk overflow");
+        // `claim_ready` never claims more than `N` slots per chunk; the bounds check stays
+        // (it is cheap) so a broken caller panics instead of writing out of bounds.
+        self.items[self.len].write(value);
+        self.len += 1;
+    }
+}
+
+impl<T, const N: usize> Iterator for Chunk<T, N> {
+    type Item = T;
+
+    #[inline]
+    fn next(&mut self) -> Option<T> {
+        if self.next == self.len {
+            return None;
+        }
+        let at = self.next;
+        self.next += 1;
+        // SAFETY: `items[at]` is initialised (`at < len`) and not yielded yet; `next` moved
+        // past it, so it is read once.
+        Some(unsafe { self.items[at].assume_init_read() })
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.len - self.next;
+        (left, Some(left))
+    }
+}
+
+impl<T, const N: usize> ExactSizeIterator for Chunk<T, N> {}
+
+impl<T, const N: usize> FusedIterator for Chunk<T, N> {}
+
+impl<T, const N: usize> Drop for Chunk<T, N> {
+    fn drop(&mut self) {
+        if !mem::needs_drop::<T>() || self.next == self.len {
+            return;
+        }
+        let left = &mut self.items[self.next..self.len];
+        self.next = self.len;
+        // SAFETY: `left` holds the initialised items not yet yielded, and `next` now says they
+        // are gone, so they are dropped once. `drop_in_place` on a slice keeps dropping the
+        // others if one drop panics.
+        unsafe { ptr::drop_in_place(left as *mut [MaybeUninit<T>] as *mut [T]) };
     }
 }
 

@@ -1,9 +1,11 @@
 //! The one place the ring takes its synchronisation primitives from.
 //!
-//! With the `loom` feature every atomic, cell, spin hint and yield is loom's, so a model can
-//! explore every interleaving and check every access to a slot's value; without it they are the
-//! standard library's (or `core`'s), wrapped to keep loom's shape: an [`UnsafeCell`] with
-//! `with_mut` closures. The ring's code imports only from here, never from `core::sync` or
+//! With the `loom` feature *and* `--cfg loom` every atomic, cell, spin hint and yield is
+//! loom's, so a model can explore every interleaving and check every access to a slot's value;
+//! otherwise they are the standard library's (or `core`'s), wrapped to keep loom's shape: an
+//! [`UnsafeCell`] with `with_mut` closures. Requiring both keeps a stray `loom` feature (from
+//! `--all-features`, or unified in by a dependent) harmless: loom's atomics panic outside a
+//! model, and they never reach a build that did not ask for them with `--cfg loom`. The ring's code imports only from here, never from `core::sync` or
 //! `loom` directly, so the code that is model-checked is the code that ships.
 //!
 //! [`Backoff`] lives here too because it spins and yields: crossbeam-utils' `Backoff` calls the
@@ -14,7 +16,7 @@ pub(crate) use core::sync::atomic::Ordering;
 
 pub(crate) use self::inner::{spin_loop, yield_now, AtomicUsize, UnsafeCell};
 
-#[cfg(feature = "loom")]
+#[cfg(all(feature = "loom", loom))]
 mod inner {
     pub(crate) use loom::cell::UnsafeCell;
     pub(crate) use loom::hint::spin_loop;
@@ -60,6 +62,32 @@ mod inner {
             self.value.store(value, order);
         }
 
+        pub(crate) fn compare_exchange(
+            &self,
+            current: usize,
+            new: usize,
+            success: Ordering,
+            failure: Ordering,
+        ) -> Result<usize, usize> {
+            self.touch();
+            self.value.compare_exchange(current, new, success, failure)
+        }
+
+        pub(crate) fn fetch_add(&self, value: usize, order: Ordering) -> usize {
+            self.touch();
+            self.value.fetch_add(value, order)
+        }
+
+        pub(crate) fn fetch_sub(&self, value: usize, order: Ordering) -> usize {
+            self.touch();
+            self.value.fetch_sub(value, order)
+        }
+
+        pub(crate) fn fetch_or(&self, value: usize, order: Ordering) -> usize {
+            self.touch();
+            self.value.fetch_or(value, order)
+        }
+
         pub(crate) fn compare_exchange_weak(
             &self,
             current: usize,
@@ -74,7 +102,7 @@ mod inner {
     }
 }
 
-#[cfg(not(feature = "loom"))]
+#[cfg(not(all(feature = "loom", loom)))]
 mod inner {
     pub(crate) use core::hint::spin_loop;
     pub(crate) use core::sync::atomic::AtomicUsize;
@@ -139,9 +167,9 @@ impl Backoff {
     /// Backs off after losing a race for a shared index.
     #[inline]
     pub(crate) fn spin(&mut self) {
-        #[cfg(feature = "loom")]
+        #[cfg(all(feature = "loom", loom))]
         spin_loop();
-        #[cfg(not(feature = "loom"))]
+        #[cfg(not(all(feature = "loom", loom)))]
         for _ in 0..1u32 << self.step.min(Self::SPIN_LIMIT) {
             spin_loop();
         }
@@ -153,7 +181,7 @@ impl Backoff {
     /// Backs off while waiting for another thread to finish its step on a slot.
     #[inline]
     pub(crate) fn snooze(&mut self) {
-        if cfg!(feature = "loom") || self.step >= Self::YIELD_AFTER {
+        if cfg!(all(feature = "loom", loom)) || self.step >= Self::YIELD_AFTER {
             yield_now();
         } else {
             for _ in 0..1u32 << self.step {

@@ -1,11 +1,14 @@
 //! Single-threaded behaviour: errors, panics, drops, thread-safety bounds.
-#![cfg(not(feature = "loom"))]
+#![cfg(not(all(feature = "loom", loom)))]
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use slotline_ring::{Full, Ring};
+
+mod common;
 
 /// Counts its drops in a shared counter.
 #[derive(Debug)]
@@ -144,4 +147,141 @@ fn debug_shows_len_and_capacity() {
     let ring = Ring::new(2);
     ring.try_push(1).unwrap();
     assert_eq!(format!("{ring:?}"), "Ring { len: 1, capacity: 2, .. }");
+}
+
+/// An `Extend` that force-pushes two items into the ring it is being filled from.
+struct PushesBack<'a> {
+    ring: &'a Ring<u32>,
+    got: Vec<u32>,
+    evicted: Vec<Option<u32>>,
+}
+
+impl Extend<u32> for PushesBack<'_> {
+    fn extend<I: IntoIterator<Item = u32>>(&mut self, iter: I) {
+        for item in iter {
+            if self.got.is_empty() {
+                self.evicted.push(self.ring.force_push(10));
+                self.evicted.push(self.ring.force_push(11));
+            }
+            self.got.push(item);
+        }
+    }
+}
+
+#[test]
+fn pop_batch_with_an_extend_that_force_pushes_into_the_same_ring_does_not_deadlock() {
+    common::within(Duration::from_secs(10), || {
+        let ring = Ring::new(2);
+        ring.try_push(1).unwrap();
+        ring.try_push(2).unwrap();
+        let mut out = PushesBack {
+            ring: &ring,
+            got: Vec::new(),
+            evicted: Vec::new(),
+        };
+        assert_eq!(ring.pop_batch(2, &mut out), 2);
+        assert_eq!(out.got, [1, 2]);
+        // Both slots were released before `extend` ran: nothing had to be evicted.
+        assert_eq!(out.evicted, [None, None]);
+        assert_eq!(ring.try_iter().collect::<Vec<_>>(), [10, 11]);
+    });
+}
+
+#[test]
+fn pop_batch_releases_every_slot_before_extend_runs() {
+    let ring = Ring::new(3);
+    ring.push_slice(&[1, 2, 3]);
+    let mut room = Vec::new();
+    struct Probe<'a>(&'a Ring<i32>, &'a mut Vec<bool>);
+    impl Extend<i32> for Probe<'_> {
+        fn extend<I: IntoIterator<Item = i32>>(&mut self, iter: I) {
+            // Before taking a single item, the ring already has room for all three.
+            for v in [7, 8, 9] {
+                self.1.push(self.0.try_push(v).is_ok());
+            }
+            iter.into_iter().for_each(drop);
+        }
+    }
+    assert_eq!(ring.pop_batch(3, &mut Probe(&ring, &mut room)), 3);
+    assert_eq!(room, [true, true, true]);
+}
+
+#[test]
+fn pop_batch_pops_at_most_the_capacity_per_call() {
+    // An `Extend` that refills the ring as it goes would keep an unbounded call busy forever.
+    // 300-byte items go four to a chunk, so the call needs two full chunks for a ring of 8.
+    struct Refill<'a>(&'a Ring<[u8; 300]>, usize);
+    impl Extend<[u8; 300]> for Refill<'_> {
+        fn extend<I: IntoIterator<Item = [u8; 300]>>(&mut self, iter: I) {
+            for v in iter {
+                self.1 += 1;
+                self.0.try_push(v).unwrap();
+            }
+        }
+    }
+    common::within(Duration::from_secs(10), move || {
+        let ring = Ring::new(8);
+        for i in 0..8 {
+            ring.try_push([i; 300]).unwrap();
+        }
+        let mut refill = Refill(&ring, 0);
+        assert_eq!(ring.pop_batch(usize::MAX, &mut refill), 8);
+        assert_eq!(refill.1, 8);
+    });
+}
+
+#[test]
+fn pop_batch_hands_large_items_over_in_chunks() {
+    // 300-byte items go four to a chunk; 10 of them take three chunks and keep their order.
+    let ring = Ring::new(16);
+    for i in 0..10u8 {
+        ring.try_push([i; 300]).unwrap();
+    }
+    let mut out = Vec::new();
+    assert_eq!(ring.pop_batch(10, &mut out), 10);
+    assert_eq!(
+        out.iter().map(|a| a[0]).collect::<Vec<_>>(),
+        (0..10).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn push_slice_copies_a_prefix_in_order() {
+    let ring = Ring::new(3);
+    assert_eq!(ring.push_slice(&[]), 0);
+    assert_eq!(ring.push_slice(&[1, 2, 3, 4]), 3);
+    assert_eq!(ring.push_slice(&[4]), 0);
+    assert_eq!(ring.try_pop(), Some(1));
+    assert_eq!(ring.push_slice(&[4, 5]), 1);
+    assert_eq!(ring.into_iter().collect::<Vec<_>>(), [2, 3, 4]);
+}
+
+#[test]
+fn clear_and_try_iter_take_every_ready_item() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let ring = Ring::new(4);
+    for i in 0..3 {
+        ring.try_push(Counted(drops.clone(), i)).unwrap();
+    }
+    assert_eq!(ring.clear(), 3);
+    assert_eq!(drops.load(Ordering::Relaxed), 3);
+    assert_eq!(ring.try_iter().count(), 0);
+    ring.try_push(Counted(drops.clone(), 9)).unwrap();
+    let mut iter = ring.try_iter();
+    assert_eq!(iter.next().map(|c| c.1), Some(9));
+    assert!(iter.next().is_none());
+}
+
+#[test]
+fn into_iter_yields_every_item_and_drops_the_rest_once() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let ring = Ring::new(4);
+    for i in 0..4 {
+        ring.try_push(Counted(drops.clone(), i)).unwrap();
+    }
+    let mut iter = ring.into_iter();
+    assert_eq!(iter.len(), 4);
+    assert_eq!(iter.next().map(|c| c.1), Some(0));
+    drop(iter);
+    assert_eq!(drops.load(Ordering::Relaxed), 4);
 }

@@ -1,6 +1,6 @@
 //! A loom model kept next to the ring (the full suite is in `loom-tests/`): a producer and a
 //! consumer racing across the lap boundary of a capacity-3 ring.
-#![cfg(feature = "loom")]
+#![cfg(all(feature = "loom", loom))]
 
 use loom::sync::Arc;
 use loom::thread;

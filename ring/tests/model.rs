@@ -1,5 +1,5 @@
 //! Random single-threaded operation sequences checked against a `VecDeque` model.
-#![cfg(not(feature = "loom"))]
+#![cfg(not(all(feature = "loom", loom)))]
 
 use std::collections::VecDeque;
 

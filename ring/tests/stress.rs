@@ -1,12 +1,27 @@
 //! Many producers and consumers on odd capacities: every item is counted.
-#![cfg(not(feature = "loom"))]
+#![cfg(not(all(feature = "loom", loom)))]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use slotline_ring::Ring;
+
+mod common;
+
+/// How long a stress test may run before a lost item (or a hang) fails it.
+const TIME_LIMIT: Duration = Duration::from_secs(if cfg!(miri) { 3600 } else { 120 });
+
+/// Panics once `deadline` has passed, so a test that waits for a lost item fails instead of
+/// hanging.
+fn check(deadline: Instant, what: &str) {
+    assert!(
+        Instant::now() < deadline,
+        "{what}: still waiting after {TIME_LIMIT:?}, an item was lost or a thread is stuck"
+    );
+}
 
 const ITEMS_PER_PRODUCER: u64 = if cfg!(miri) { 60 } else { 20_000 };
 
@@ -50,6 +65,7 @@ fn run_mpmc(cap: usize, producers: u64, consumers: usize, push: Mode, pop: Mode)
     let total = (producers * ITEMS_PER_PRODUCER) as usize;
     let popped = AtomicUsize::new(0);
     let barrier = Barrier::new(producers as usize + consumers);
+    let deadline = Instant::now() + TIME_LIMIT;
     let logs: Vec<Vec<u64>> = thread::scope(|s| {
         for p in 0..producers {
             let (ring, barrier) = (&ring, &barrier);
@@ -63,6 +79,7 @@ fn run_mpmc(cap: usize, producers: u64, consumers: usize, push: Mode, pop: Mode)
                             if ring.try_push(item(p, seq)).is_ok() {
                                 seq += 1;
                             } else {
+                                check(deadline, "producer");
                                 thread::yield_now();
                             }
                         }
@@ -72,6 +89,7 @@ fn run_mpmc(cap: usize, producers: u64, consumers: usize, push: Mode, pop: Mode)
                                 seq += 1;
                             }
                             if ring.push_batch(&mut pending) == 0 {
+                                check(deadline, "producer");
                                 thread::yield_now();
                             }
                         }
@@ -97,6 +115,7 @@ fn run_mpmc(cap: usize, producers: u64, consumers: usize, push: Mode, pop: Mode)
                             Mode::Batch => ring.pop_batch(7, &mut log),
                         };
                         if n == 0 {
+                            check(deadline, "consumer");
                             thread::yield_now();
                         } else {
                             popped.fetch_add(n, Ordering::Relaxed);
@@ -117,35 +136,44 @@ fn run_mpmc(cap: usize, producers: u64, consumers: usize, push: Mode, pop: Mode)
 
 #[test]
 fn spsc_odd_capacity_delivers_everything_in_order() {
-    run_mpmc(7, 1, 1, Mode::Single, Mode::Single);
+    common::within(TIME_LIMIT, || run_mpmc(7, 1, 1, Mode::Single, Mode::Single));
 }
 
 #[test]
 fn mpmc_capacity_one_delivers_everything_once() {
-    run_mpmc(1, 3, 3, Mode::Single, Mode::Single);
+    common::within(TIME_LIMIT, || run_mpmc(1, 3, 3, Mode::Single, Mode::Single));
 }
 
 #[test]
 fn mpmc_odd_capacity_delivers_everything_once() {
-    run_mpmc(13, 4, 3, Mode::Single, Mode::Single);
+    common::within(TIME_LIMIT, || {
+        run_mpmc(13, 4, 3, Mode::Single, Mode::Single)
+    });
 }
 
 #[test]
 fn mpmc_batches_deliver_everything_once() {
-    run_mpmc(11, 3, 3, Mode::Batch, Mode::Batch);
+    common::within(TIME_LIMIT, || run_mpmc(11, 3, 3, Mode::Batch, Mode::Batch));
 }
 
 #[test]
 fn mpmc_mixed_single_and_batch_deliver_everything_once() {
-    run_mpmc(100, 3, 2, Mode::Single, Mode::Batch);
-    run_mpmc(5, 2, 3, Mode::Batch, Mode::Single);
+    common::within(TIME_LIMIT, || {
+        run_mpmc(100, 3, 2, Mode::Single, Mode::Batch);
+        run_mpmc(5, 2, 3, Mode::Batch, Mode::Single);
+    });
 }
 
 #[test]
 fn force_push_racing_pops_accounts_for_every_item() {
+    common::within(TIME_LIMIT, force_push_racing_pops);
+}
+
+fn force_push_racing_pops() {
     let producers = 3u64;
     let ring = Ring::new(9);
     let done = AtomicUsize::new(0);
+    let deadline = Instant::now() + TIME_LIMIT;
     let (evicted, logs): (Vec<Vec<u64>>, Vec<Vec<u64>>) = thread::scope(|s| {
         let producer_handles: Vec<_> = (0..producers)
             .map(|p| {
@@ -172,6 +200,7 @@ fn force_push_racing_pops_accounts_for_every_item() {
                             ring.pop_batch(4, &mut log) > 0
                         };
                         if !got {
+                            check(deadline, "consumer");
                             thread::yield_now();
                         }
                     }
@@ -220,6 +249,10 @@ impl Drop for Counted {
 
 #[test]
 fn concurrent_drops_happen_exactly_once() {
+    common::within(TIME_LIMIT, concurrent_drops);
+}
+
+fn concurrent_drops() {
     let drops = Arc::new(AtomicUsize::new(0));
     let per_thread = ITEMS_PER_PRODUCER as usize / 4;
     let ring = Ring::new(6);

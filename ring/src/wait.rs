@@ -1,0 +1,515 @@
+//! Waiting for an item or for room: blocking ([`Ring::pop_wait`], [`Ring::push_wait`]) and
+//! async ([`Ring::pop`], [`Ring::push`]), for any runtime. Needs the `std` feature.
+//!
+//! Waiters sleep on an [`event_listener::Event`]; the ring's operations wake them. A push or
+//! pop pays for that only with one load of a waiter count (on a cache line nobody writes while
+//! nobody waits) and a branch: it touches the `Event` only if someone waits.
+//!
+//! # No lost wake-ups
+//!
+//! A waiter for an item (for room it is the mirror image, with head and tail swapped):
+//!
+//! 1. adds itself to `pop_waiters` (a `SeqCst` RMW), creates a listener, and tries to pop
+//!    again;
+//! 2. reads the tail with a `SeqCst` RMW (`fetch_add(0)`) and then the head: if they differ,
+//!    some push has claimed a slot that is not popped yet, so it does not sleep: it yields
+//!    and starts over (that push may not know about the waiter, see below);
+//! 3. otherwise it sleeps on the listener until woken (or until its deadline).
+//!
+//! A push claims its slot with a `SeqCst` CAS on the tail, *then* loads `pop_waiters`
+//! (`SeqCst`), writes its value and stamp, and if the count was non-zero, notifies. Take a
+//! push P and a waiter W that sleeps. Both the CAS and W's RMW in step 2 are RMWs of the tail,
+//! so one reads from the other:
+//!
+//! * if W's RMW came first, P's CAS (acquire) reads from it (release), so W's increment
+//!   happens before P's load of the count: P sees a waiter and notifies after its stamp
+//!   store. Notifying and listening both lock the `Event`'s list, so either W's listener was
+//!   in the list when P notified (W is woken), or P's notify came first and W's try-pop in
+//!   step 1, which follows its listen, sees P's stamp (the item is taken, W does not sleep);
+//! * if P's CAS came first, W's tail RMW sees P's slot claimed, so W sleeps only if the head
+//!   has passed it too: P's item was popped already, and W has nothing to miss.
+//!
+//! The same holds with the head and `push_waiters` for pops and waiters for room, and for the
+//! batch calls (which wake as many waiters as items they moved). [`Ring::close`] wakes
+//! everyone unconditionally: its `fetch_or` on the tail comes before its notify, and a waiter
+//! checks for closing after its listen, so again the list lock orders the two.
+//!
+//! Step 2's yield is the price of the ring's non-blocking claim: between a push's CAS and its
+//! stamp store, the item is neither poppable nor announced. It lasts as long as that push is
+//! stalled (usually a few nanoseconds; longer if it was preempted). An async waiter in that
+//! window yields its thread to the OS scheduler once (`std::thread::yield_now`), wakes itself
+//! and returns `Pending`, so its executor polls it again.
+
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use event_listener::{Event, EventListener, IntoNotification, Listener};
+
+use crate::full::{PopError, PushError};
+use crate::ring::Ring;
+use crate::sync::{yield_now, AtomicUsize, Backoff, Ordering};
+
+/// The waiting state of a ring: how many wait on each side, and the events they sleep on.
+pub(crate) struct Waiters {
+    /// Callers between step 1 and their return in `pop_wait` or a `pop` future.
+    pub(crate) pop_waiters: AtomicUsize,
+    /// Callers between step 1 and their return in `push_wait` or a `push` future.
+    pub(crate) push_waiters: AtomicUsize,
+    not_empty: Event,
+    not_full: Event,
+}
+
+impl Waiters {
+    pub(crate) fn new() -> Self {
+        Self {
+            pop_waiters: AtomicUsize::new(0),
+            push_waiters: AtomicUsize::new(0),
+            not_empty: Event::new(),
+            not_full: Event::new(),
+        }
+    }
+
+    /// Wakes `items` more callers waiting for an item (`additional`: a caller woken earlier
+    /// and not yet running does not count).
+    #[cold]
+    pub(crate) fn wake_poppers(&self, items: usize) {
+        self.not_empty.notify(items.additional());
+    }
+
+    /// Wakes `slots` more callers waiting for room.
+    #[cold]
+    pub(crate) fn wake_pushers(&self, slots: usize) {
+        self.not_full.notify(slots.additional());
+    }
+
+    /// Wakes every waiter (on `close`).
+    pub(crate) fn wake_all(&self) {
+        self.not_empty.notify(usize::MAX);
+        self.not_full.notify(usize::MAX);
+    }
+}
+
+impl core::fmt::Debug for Waiters {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Waiters").finish_non_exhaustive()
+    }
+}
+
+/// Sleeps on `listener` until it is notified (`true`) or `deadline` passes (`false`).
+fn sleep(listener: EventListener, deadline: Option<Instant>) -> bool {
+    match deadline {
+        Some(deadline) if Instant::now() >= deadline => false,
+        // Loom cannot time out a park: under loom a deadline that has not passed yet waits
+        // without limit (models use `Duration::MAX` or `Duration::ZERO`).
+        #[cfg(not(all(feature = "loom", loom)))]
+        Some(deadline) => listener.wait_deadline(deadline).is_some(),
+        _ => {
+            listener.wait();
+            true
+        }
+    }
+}
+
+/// A caller counted in a waiter count until dropped.
+struct Registered<'a>(&'a AtomicUsize);
+
+impl<'a> Registered<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        // `SeqCst` RMW: see the module docs, step 1.
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        // A late decrement only costs a notify nobody needed.
+        self.0.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// What a waiter found when it looked again.
+enum Look<R> {
+    /// Done: return this.
+    Done(R),
+    /// A claimed slot is in flight: yield and look again.
+    InFlight,
+    /// Nothing to do until someone wakes us.
+    Sleep,
+}
+
+impl<T> Ring<T> {
+    /// Pops an item, or says the ring is closed and drained.
+    fn pop_or_closed(&self) -> Option<Result<T, PopError>> {
+        if let Some(value) = self.try_pop() {
+            return Some(Ok(value));
+        }
+        let tail = self.tail.load(Ordering::SeqCst);
+        if tail & self.mark_bit == 0 {
+            return None;
+        }
+        // Closed, and the head has reached the tail, which no longer moves: drained, unless
+        // the slot there is still held by the previous lap. That happens while an evicting
+        // `force_push` on a ring of capacity 1 is between its head CAS and its tail move (its
+        // item is about to land), or while a consumer moves the last item out; look again.
+        let head = self.head.load(Ordering::SeqCst);
+        if tail & !self.mark_bit == head && self.slot(head).stamp.load(Ordering::Acquire) == head {
+            return Some(Err(PopError::Closed));
+        }
+        None
+    }
+
+    /// Step 2 for a waiter for an item (registered and listening).
+    fn look_for_item(&self) -> Look<Result<T, PopError>> {
+        if let Some(done) = self.pop_or_closed() {
+            return Look::Done(done);
+        }
+        // The RMW orders us against every push's tail CAS (module docs).
+        let tail = self.tail.fetch_add(0, Ordering::SeqCst);
+        if tail & self.mark_bit != 0 {
+            // Closed but not drained as far as `pop_or_closed` could tell: an item is in
+            // flight (being written, or the last one being moved out by another consumer).
+            // Nobody will notify after the close's wake-up, so look again rather than sleep.
+            Look::InFlight
+        } else if tail != self.head.load(Ordering::SeqCst) {
+            Look::InFlight
+        } else {
+            Look::Sleep
+        }
+    }
+
+    /// Step 2 for a waiter for room (registered and listening); hands `value` back if it did
+    /// not go in.
+    fn look_for_room(&self, value: T) -> (Look<Result<(), PushError<T>>>, Option<T>) {
+        let value = match self.push_impl::<false>(value, usize::MAX) {
+            Ok(()) => return (Look::Done(Ok(())), None),
+            Err(PushError::Closed(value)) => {
+                return (Look::Done(Err(PushError::Closed(value))), None)
+            }
+            Err(PushError::Full(value)) => value,
+        };
+        // The RMW orders us against every pop's head CAS (module docs).
+        let head = self.head.fetch_add(0, Ordering::SeqCst);
+        let tail = self.tail.load(Ordering::SeqCst);
+        if tail & self.mark_bit != 0 {
+            // Closed since our push: look again, it will say so.
+            (Look::InFlight, Some(value))
+        } else if self.distance(head, tail) < self.cap {
+            (Look::InFlight, Some(value))
+        } else {
+            (Look::Sleep, Some(value))
+        }
+    }
+
+    /// Pops the oldest item, waiting up to `timeout` for one to arrive.
+    ///
+    /// Returns at once if an item is ready. Otherwise the thread sleeps until a push wakes it,
+    /// the ring is closed, or the timeout passes; it spins only for a moment while a push that
+    /// has claimed the next slot finishes writing it (yielding to the OS scheduler if that
+    /// takes long). A `timeout` too large to add to the current time (such as
+    /// `Duration::MAX`) waits without limit.
+    ///
+    /// # Errors
+    ///
+    /// [`PopError::Closed`] once the ring is [closed](Ring::close) and every item has been
+    /// popped; [`PopError::Timeout`] if no item arrived in time.
+    ///
+    /// # Examples
+    ///
+    /// A producer and a consumer thread, the consumer blocking until the producer closes the
+    /// ring:
+    ///
+    /// ```
+    /// # slotline_ring::__doctest_threads(|| {
+    /// use std::sync::Arc;
+    /// use std::thread;
+    /// use std::time::Duration;
+    /// use slotline_ring::{PopError, Ring};
+    ///
+    /// let ring = Arc::new(Ring::new(2));
+    /// let producer = {
+    ///     let ring = Arc::clone(&ring);
+    ///     thread::spawn(move || {
+    ///         for i in 0..5 {
+    ///             ring.push_wait(i, Duration::MAX).unwrap();
+    ///         }
+    ///         ring.close();
+    ///     })
+    /// };
+    /// let mut got = Vec::new();
+    /// loop {
+    ///     match ring.pop_wait(Duration::MAX) {
+    ///         Ok(item) => got.push(item),
+    ///         Err(PopError::Closed) => break,
+    ///         Err(PopError::Timeout) => unreachable!("no timeout"),
+    ///     }
+    /// }
+    /// producer.join().unwrap();
+    /// assert_eq!(got, [0, 1, 2, 3, 4]);
+    /// # });
+    /// ```
+    pub fn pop_wait(&self, timeout: Duration) -> Result<T, PopError> {
+        if let Some(done) = self.pop_or_closed() {
+            return done;
+        }
+        let deadline = Instant::now().checked_add(timeout);
+        let _registered = Registered::new(&self.waiters.pop_waiters);
+        let mut backoff = Backoff::new();
+        loop {
+            let listener = self.waiters.not_empty.listen();
+            match self.look_for_item() {
+                Look::Done(done) => return done,
+                Look::InFlight => {
+                    drop(listener);
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(PopError::Timeout);
+                    }
+                    backoff.snooze();
+                }
+                Look::Sleep => {
+                    let woken = sleep(listener, deadline);
+                    if !woken {
+                        return self.pop_or_closed().unwrap_or(Err(PopError::Timeout));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pushes `value`, waiting up to `timeout` for room.
+    ///
+    /// Returns at once if there is room. Otherwise the thread sleeps until a pop wakes it, the
+    /// ring is closed, or the timeout passes (yielding for a moment while a pop that has
+    /// claimed the oldest item finishes moving it out). A `timeout` too large to add to the
+    /// current time waits without limit. See [`pop_wait`](Ring::pop_wait) for an example.
+    ///
+    /// # Errors
+    ///
+    /// [`PushError::Closed`] if the ring is [closed](Ring::close); [`PushError::Full`] if there
+    /// was no room before the timeout. Both hand `value` back.
+    pub fn push_wait(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
+        let value = match self.push_impl::<false>(value, usize::MAX) {
+            Err(PushError::Full(value)) => value,
+            done => return done,
+        };
+        let deadline = Instant::now().checked_add(timeout);
+        let _registered = Registered::new(&self.waiters.push_waiters);
+        let mut backoff = Backoff::new();
+        let mut value = value;
+        loop {
+            let listener = self.waiters.not_full.listen();
+            let (look, back) = self.look_for_room(value);
+            match look {
+                Look::Done(done) => return done,
+                Look::InFlight => {
+                    drop(listener);
+                    value = back.expect("a value comes back unless done");
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(PushError::Full(value));
+                    }
+                    backoff.snooze();
+                }
+                Look::Sleep => {
+                    value = back.expect("a value comes back unless done");
+                    let woken = sleep(listener, deadline);
+                    if !woken {
+                        return self.push_impl::<false>(value, usize::MAX);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pops the oldest item, waiting for one without blocking the thread: a future for any
+    /// runtime.
+    ///
+    /// The future resolves to an item, or to [`PopError::Closed`] once the ring is closed and
+    /// drained (never to [`PopError::Timeout`]; race it against your runtime's timer for a
+    /// timeout). Dropping it stops waiting; an item is never taken by a dropped future.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # slotline_ring::__doctest(|| {
+    /// use std::future::Future;
+    /// use std::pin::pin;
+    /// use std::task::{Context, Poll, Waker};
+    /// use slotline_ring::Ring;
+    ///
+    /// let ring = Ring::new(2);
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// let mut pop = pin!(ring.pop());
+    /// assert!(pop.as_mut().poll(&mut cx).is_pending());
+    /// ring.try_push(7).unwrap();
+    /// assert_eq!(pop.as_mut().poll(&mut cx), Poll::Ready(Ok(7)));
+    /// # });
+    /// ```
+    pub fn pop(&self) -> Pop<'_, T> {
+        Pop {
+            ring: self,
+            registered: None,
+            listener: None,
+        }
+    }
+
+    /// Pushes `value`, waiting for room without blocking the thread: a future for any runtime.
+    ///
+    /// The future resolves to `Ok(())` once the value is in the ring, or to
+    /// [`PushError::Closed`] with the value if the ring is closed (never to
+    /// [`PushError::Full`]). Dropping it stops waiting and drops the value if it was not
+    /// pushed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # slotline_ring::__doctest(|| {
+    /// use std::future::Future;
+    /// use std::pin::pin;
+    /// use std::task::{Context, Poll, Waker};
+    /// use slotline_ring::{PushError, Ring};
+    ///
+    /// let ring = Ring::new(1);
+    /// ring.try_push(1).unwrap();
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// let mut push = pin!(ring.push(2));
+    /// assert!(push.as_mut().poll(&mut cx).is_pending());
+    /// assert_eq!(ring.try_pop(), Some(1));
+    /// assert_eq!(push.as_mut().poll(&mut cx), Poll::Ready(Ok(())));
+    /// ring.close();
+    /// let mut push = pin!(ring.push(3));
+    /// assert_eq!(push.as_mut().poll(&mut cx), Poll::Ready(Err(PushError::Closed(3))));
+    /// # });
+    /// ```
+    pub fn push(&self, value: T) -> Push<'_, T> {
+        Push {
+            ring: self,
+            value: Some(value),
+            registered: None,
+            listener: None,
+        }
+    }
+}
+
+/// The future of [`Ring::pop`].
+#[must_use = "futures do nothing unless polled"]
+pub struct Pop<'a, T> {
+    ring: &'a Ring<T>,
+    registered: Option<Registered<'a>>,
+    listener: Option<EventListener>,
+}
+
+impl<T> Future for Pop<'_, T> {
+    type Output = Result<T, PopError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Every field is `Unpin`.
+        let this = self.get_mut();
+        loop {
+            if this.registered.is_none() {
+                if let Some(done) = this.ring.pop_or_closed() {
+                    return Poll::Ready(done);
+                }
+                this.registered = Some(Registered::new(&this.ring.waiters.pop_waiters));
+            }
+            let Some(listener) = this.listener.as_mut() else {
+                this.listener = Some(this.ring.waiters.not_empty.listen());
+                match this.ring.look_for_item() {
+                    Look::Done(done) => {
+                        this.listener = None;
+                        this.registered = None;
+                        return Poll::Ready(done);
+                    }
+                    Look::InFlight => {
+                        // Let the stalled thread run (it may be preempted on this core), then
+                        // ask to be polled again.
+                        this.listener = None;
+                        yield_now();
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    Look::Sleep => continue,
+                }
+            };
+            match Pin::new(listener).poll(cx) {
+                Poll::Ready(()) => this.listener = None,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl<T> core::fmt::Debug for Pop<'_, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Pop")
+            .field("waiting", &self.listener.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The future of [`Ring::push`].
+#[must_use = "futures do nothing unless polled"]
+pub struct Push<'a, T> {
+    ring: &'a Ring<T>,
+    value: Option<T>,
+    registered: Option<Registered<'a>>,
+    listener: Option<EventListener>,
+}
+
+// The value is moved in and out, never pinned.
+impl<T> Unpin for Push<'_, T> {}
+
+impl<T> Future for Push<'_, T> {
+    type Output = Result<(), PushError<T>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            let value = this.value.take().expect("`Push` polled after it completed");
+            if this.registered.is_none() {
+                let value = match this.ring.push_impl::<false>(value, usize::MAX) {
+                    Err(PushError::Full(value)) => value,
+                    done => return Poll::Ready(done),
+                };
+                this.value = Some(value);
+                this.registered = Some(Registered::new(&this.ring.waiters.push_waiters));
+                continue;
+            }
+            let Some(listener) = this.listener.as_mut() else {
+                this.listener = Some(this.ring.waiters.not_full.listen());
+                let (look, back) = this.ring.look_for_room(value);
+                this.value = back;
+                match look {
+                    Look::Done(done) => {
+                        this.listener = None;
+                        this.registered = None;
+                        return Poll::Ready(done);
+                    }
+                    Look::InFlight => {
+                        // Let the stalled thread run (it may be preempted on this core), then
+                        // ask to be polled again.
+                        this.listener = None;
+                        yield_now();
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    Look::Sleep => continue,
+                }
+            };
+            this.value = Some(value);
+            match Pin::new(listener).poll(cx) {
+                Poll::Ready(()) => this.listener = None,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl<T> core::fmt::Debug for Push<'_, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Push")
+            .field("waiting", &self.listener.is_some())
+            .finish_non_exhaustive()
+    }
+}
