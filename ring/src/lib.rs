@@ -110,7 +110,9 @@
 //!   slot at the head is not written for its lap: the ring is empty, **or** the producer that
 //!   claimed the next slot has not finished writing it (items pushed after that one stay in
 //!   the ring until it lands), **or** the consumer that claimed that slot's item a lap
-//!   earlier has not finished moving it out (then nothing was pushed after it either).
+//!   earlier has not finished moving it out (then nothing was pushed after it either), **or**
+//!   an evicting [`force_push`](Ring::force_push) two laps back has claimed that slot's item
+//!   and not yet stored its own (items pushed after it are in the ring).
 //! * [`try_push`](Ring::try_push) returns [`Full`] (and [`push_batch`](Ring::push_batch) 0) if
 //!   the slot at the tail still belongs to the previous lap: the ring is full, **or** the
 //!   consumer that claimed the oldest item has not finished moving it out (the ring then holds
@@ -162,7 +164,7 @@
 //! | slot `stamp` | store after moving a value out (pop, batch pop, `Drop`) | `Release` | the `Acquire` stamp load of the producer that overwrites the slot a lap later |
 //! | slot `stamp` | every load | `Acquire` | the two stores above: the value (or the slot's emptiness) is visible before we touch it |
 //! | `head` | loads in pops and `pop_batch` | `Relaxed` | none: only a guess, checked by the slot stamp and the CAS |
-//! | `tail` | loads in pushes (also after a failed CAS) | `Acquire` | the claiming CAS that wrote it: a slot release that happened before that CAS is visible, so `Full` is only returned for a slot still held at a moment the tail had this value (free on x86) |
+//! | `tail` | loads in pushes (also after a failed CAS) | `Acquire` | the claiming CAS that wrote it: a slot release that happened before that CAS (in particular, before the claim of the previous slot) is visible. A release of this very slot that raced that claim may not be yet, so on weakly ordered hardware `Full` can also mean "released a moment ago"; a retry sees it (free on x86) |
 //! | `head`, `tail` | CAS that claims slots (success / failure) | `SeqCst` / `Relaxed` for the head, `Acquire` for the tail | the CAS only decides ownership; values are published by stamps. `SeqCst` puts the index moves in one total order with the `SeqCst` loads below (free on x86, where any locked RMW is a full barrier) |
 //! | `tail` | `fetch_add` in an evicting `force_push` | `SeqCst` | producers and `len`'s loads; it only moves the tail to the next position, keeping a close's mark bit |
 //! | `tail` | `fetch_or` of the mark bit in `close` | `SeqCst` | the claiming CASes, which fail from then on |

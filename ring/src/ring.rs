@@ -624,11 +624,13 @@ impl<T> Ring<T> {
 
     /// Whether the ring holds no items, counting pushes and pops in flight.
     ///
-    /// `true` means the ring was empty (no slot claimed by a push and not yet popped) at the
-    /// moment the tail was read. `false` means that at some moment during the call a slot was
-    /// claimed by a push and not yet by a pop; that item may still be in flight, so a
-    /// [`try_pop`](Ring::try_pop) right after can return `None`. Under concurrency either
-    /// answer can be stale by the time it is returned.
+    /// `true` means the head and the tail were equal when the tail was read: no item was
+    /// queued, except that an evicting [`force_push`](Ring::force_push) on a full ring holds
+    /// one between its eviction and its tail move (on a ring of capacity 1 the ring then looks
+    /// empty for that moment, and [`len`](Ring::len) says 0). `false` means that at some
+    /// moment during the call a slot was claimed by a push and not yet by a pop; that item may
+    /// still be in flight, so a [`try_pop`](Ring::try_pop) right after can return `None`.
+    /// Under concurrency either answer can be stale by the time it is returned.
     ///
     /// # Examples
     ///
