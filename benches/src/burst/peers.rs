@@ -41,7 +41,7 @@ use redis::AsyncCommands;
 
 use super::readback::field_name;
 use super::replay::{payload, DepthSample, Outcome, PathRun, Record, Schedule};
-use super::sidecar::{kernel_queue_bytes, own_socket_inodes, read_status_kib, unix_us};
+use super::sidecar::{own_kernel_bytes, read_status_kib, unix_us};
 use super::trace::Trace;
 
 /// Worker threads of the peers' tokio runtime (the machine this was written for has 2 cores).
@@ -350,10 +350,7 @@ fn replay<P: Peer>(
                 let depth = shared.in_flight.load(Ordering::Relaxed);
                 // /proc/net/tcp every 100 ms, as on the slotline path.
                 if i % 10 == 0 {
-                    let own = own_socket_inodes();
-                    kernel = kernel_queue_bytes(|_, remote, inode| {
-                        redis_ports.contains(&remote) && own.contains(&inode)
-                    });
+                    kernel = own_kernel_bytes(redis_ports);
                 }
                 samples.push(DepthSample {
                     t_us: s.now_us(),

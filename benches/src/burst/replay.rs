@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use slotline_client::{Client, CommitError, ReplyFuture};
 
 use super::readback::field_name;
-use super::sidecar::{kernel_queue_bytes, own_socket_inodes, unix_us};
+use super::sidecar::{own_kernel_bytes, unix_us};
 use super::trace::Trace;
 
 /// What became of one offered write, as its caller saw it.
@@ -358,10 +358,7 @@ pub fn replay_slotline(
                 let queued = m.total.ring.map_or(0, |r| r.len as u64);
                 let depth = queued + m.total.in_flight;
                 if i % 2 == 0 {
-                    let own = own_socket_inodes();
-                    kernel = kernel_queue_bytes(|_, remote, inode| {
-                        redis_ports.contains(&remote) && own.contains(&inode)
-                    });
+                    kernel = own_kernel_bytes(redis_ports);
                 }
                 samples.push(DepthSample {
                     t_us: s.now_us(),

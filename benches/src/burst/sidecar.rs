@@ -745,6 +745,13 @@ pub fn kernel_queue_bytes(keep: impl Fn(u16, u16, u64) -> bool) -> u64 {
         .sum()
 }
 
+/// Bytes in the kernel queues of this process's own connections to `redis_ports` (not, say,
+/// the replicas' replication links to the same masters).
+pub fn own_kernel_bytes(redis_ports: &[u16]) -> u64 {
+    let own = own_socket_inodes();
+    kernel_queue_bytes(|_, remote, inode| redis_ports.contains(&remote) && own.contains(&inode))
+}
+
 /// The inodes of this process's sockets (from `/proc/self/fd`), to count only its own
 /// connections in [`kernel_queue_bytes`] (not, say, the replicas' replication links to the
 /// same masters). Empty if `/proc` cannot be read.
