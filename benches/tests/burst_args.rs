@@ -164,3 +164,27 @@ fn the_program_exits_2_on_a_bad_flag_and_1_on_a_bad_trace_naming_the_line() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn link_rates_read_like_tc_and_equal_bounds_is_a_switch() {
+    let run = |list: &[&str]| match parse(&args(list)).unwrap() {
+        Parsed::Run(a) => a,
+        other => panic!("not a run: {other:?}"),
+    };
+    assert_eq!(run(&[]).link, None);
+    assert!(!run(&[]).equal_bounds);
+    assert_eq!(run(&["--link", "100mbit"]).link, Some(100_000_000));
+    assert_eq!(run(&["--link=1gbit"]).link, Some(1_000_000_000));
+    assert_eq!(run(&["--link", "2.5Mbit"]).link, Some(2_500_000));
+    assert_eq!(run(&["--link", "500kbit"]).link, Some(500_000));
+    assert_eq!(run(&["--link", "8000000"]).link, Some(8_000_000));
+    assert!(run(&["--equal-bounds"]).equal_bounds);
+    for bad in ["fast", "10kbit", "1tbit", "-5mbit", "mbit"] {
+        let e = parse(&args(&["--link", bad])).unwrap_err();
+        assert_eq!(e.flag, "--link", "{bad}: {e}");
+    }
+    assert_eq!(
+        parse(&args(&["--equal-bounds=yes"])).unwrap_err().flag,
+        "--equal-bounds"
+    );
+}

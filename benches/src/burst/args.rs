@@ -57,6 +57,8 @@ PATHS:
                            its `nodes` are replaced by the cluster's
     --sidecar-depth N      the sidecar's configured queue depth [default: 10000]
     --sidecar-enforce      refuse writes at that depth (default: the queue grows past it)
+    --equal-bounds         give the sidecar slotline's total capacity as its queue depth, and
+                           enforce it (implies --sidecar-enforce; overrides --sidecar-depth)
     --sidecar-window DUR   the sidecar's flush interval [default: 100ms]
     --sidecar-batch N      commands per pipelined batch to one master [default: 1000]
     --sidecar-grace DUR    after the replay, how long the sidecar may drain before it is
@@ -66,6 +68,11 @@ PATHS:
                            twemproxy's `timeout` does [default: 400ms, its README's value]
 
 CLUSTER AND OUTPUT:
+    --link RATE            put the local cluster in a network namespace behind a veth pair
+                           shaped with tc tbf at RATE (`100mbit`, `1gbit`, `500kbit`; a bare
+                           number is bits/s), raise the socket buffer limits for the run and
+                           restore them, and read kernel buffers with `ss -tmi`; needs root
+                           (and iproute2), refused otherwise and with --nodes
     --nodes LIST           use a running cluster (host:port,...) instead of a local one;
                            it is FLUSHALLed before each replay
     --out DIR              where report.json and report.svg go [default: target/burst]
@@ -162,6 +169,10 @@ pub struct Args {
     pub config: PathBuf,
     /// The sidecar model's knobs.
     pub sidecar: SidecarParams,
+    /// Enforce the sidecar's queue at slotline's total capacity (`--equal-bounds`).
+    pub equal_bounds: bool,
+    /// Shape the link to a local cluster at this rate, bits/s (`--link`).
+    pub link: Option<u64>,
     /// A running cluster to use.
     pub nodes: Option<Vec<NodeAddr>>,
     /// Output directory.
@@ -190,6 +201,8 @@ impl Default for Args {
             runs: 3,
             config: PathBuf::from("geo_shard_client.yaml"),
             sidecar: SidecarParams::default(),
+            equal_bounds: false,
+            link: None,
             nodes: None,
             out: PathBuf::from("target/burst"),
             progress: true,
@@ -361,6 +374,8 @@ pub fn parse(argv: &[String]) -> Result<Command, ArgError> {
                 }
             }
             "--sidecar-enforce" => a.sidecar.enforce = true,
+            "--equal-bounds" => a.equal_bounds = true,
+            "--link" => a.link = Some(link_rate(flag, &value()?)?),
             "--sidecar-window" => {
                 let v = value()?;
                 a.sidecar.window = duration(flag, &v, false)?;
@@ -401,13 +416,32 @@ pub fn parse(argv: &[String]) -> Result<Command, ArgError> {
         if inline.is_some()
             && matches!(
                 flag,
-                "--sidecar-enforce" | "--no-progress" | "-h" | "--help"
+                "--sidecar-enforce" | "--equal-bounds" | "--no-progress" | "-h" | "--help"
             )
         {
             return Err(err(flag, "takes no value"));
         }
     }
     Ok(Command::Run(Box::new(a)))
+}
+
+/// A link rate as `tc` writes it: a number with `kbit`, `mbit` or `gbit` (decimal), or bare
+/// bits/s; between 64 kbit/s and 100 gbit/s.
+pub fn link_rate(flag: &str, v: &str) -> Result<u64, ArgError> {
+    let lower = v.trim().to_ascii_lowercase();
+    let (num, mult) = [("gbit", 1e9), ("mbit", 1e6), ("kbit", 1e3), ("bit", 1.0)]
+        .into_iter()
+        .find_map(|(unit, m)| lower.strip_suffix(unit).map(|n| (n.to_owned(), m)))
+        .unwrap_or((lower.clone(), 1.0));
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| err(flag, format!("`{v}` is not a rate (e.g. 100mbit)")))?;
+    let bits = n * mult;
+    if !(bits.is_finite() && (64e3..=100e9).contains(&bits)) {
+        return Err(err(flag, "must be between 64kbit and 100gbit"));
+    }
+    Ok(bits as u64)
 }
 
 /// A comma-separated list of names, each known, without repeats.

@@ -197,6 +197,9 @@ fn packed_len(key: usize, value: usize) -> usize {
 /// cannot start, a path that cannot connect.
 pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
     let started = Instant::now();
+    if args.link.is_some() {
+        return Err("--link: not available in this build".to_owned());
+    }
     if args.nodes.is_some() && args.traces.contains(&TraceKind::HeavyOutage) {
         return Err(
             "heavy-outage freezes the local cluster's nodes (SIGSTOP); with --nodes, \
@@ -307,6 +310,14 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
         so_sndbuf: config.tcp_tuning.so_sndbuf as u64,
         commit_timeout_ms: config.commit.timeout.as_secs_f64() * 1e3,
     };
+    // --equal-bounds: the sidecar's queue enforced at slotline's total capacity, so that
+    // both paths hold at most as many writes in memory.
+    let mut equal = args.clone();
+    if args.equal_bounds {
+        equal.sidecar.depth = (shards * limit) as usize;
+        equal.sidecar.enforce = true;
+    }
+    let args = &equal;
     let program = match &args.proxy_program {
         Some(p) => p.clone(),
         None => std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?,
