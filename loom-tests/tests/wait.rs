@@ -141,13 +141,15 @@ fn two_waiting_pops_on_a_closed_ring_both_return() {
     });
 }
 
-/// Two waiters and one batch push of two items: each waiter gets one. Waiters do not sleep
-/// while the producer is between its claim and its publish; they yield and look again. With
-/// two such waiters loom's scheduler can keep both looking without running the producer, and
-/// at `LOOM_MAX_PREEMPTIONS=3` the model exceeds loom's branch limit (it passes at 2). Kept as
-/// the reproducer for making a waiter sleep on the listener while an item is in flight.
+/// Two waiters and one batch push of two items: each waiter gets one. A waiter cannot sleep
+/// until notified while the producer is between its claim and its publish (the producer may
+/// have read the waiter count before the waiter registered); outside loom it naps with a
+/// timeout and looks again, but loom cannot time out a park, so in the model it yields and
+/// looks again. With two such waiters loom's scheduler can keep both looking without running
+/// the producer, and at `LOOM_MAX_PREEMPTIONS=3` the model exceeds loom's branch limit; it
+/// passes at 2 (`LOOM_MAX_PREEMPTIONS=2 ... -- --ignored`).
 #[test]
-#[ignore = "exceeds loom's branch limit at LOOM_MAX_PREEMPTIONS=3: waiters yield-spin while a push is in flight"]
+#[ignore = "exceeds loom's branch limit at LOOM_MAX_PREEMPTIONS=3: loom models a waiter's nap during an in-flight push as a yield"]
 fn two_pop_waiters_share_one_batch_push() {
     loom::model(|| {
         let ring = shared_ring(2);

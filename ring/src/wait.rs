@@ -34,11 +34,18 @@
 //! everyone unconditionally: its `fetch_or` on the tail comes before its notify, and a waiter
 //! checks for closing after its listen, so again the list lock orders the two.
 //!
-//! Step 2's yield is the price of the ring's non-blocking claim: between a push's CAS and its
-//! stamp store, the item is neither poppable nor announced. It lasts as long as that push is
-//! stalled (usually a few nanoseconds; longer if it was preempted). An async waiter in that
-//! window yields its thread to the OS scheduler once (`std::thread::yield_now`), wakes itself
-//! and returns `Pending`, so its executor polls it again.
+//! Step 2's "look again" is the price of the ring's non-blocking claim: between a push's CAS
+//! and its stamp store, the item is neither poppable nor announced, and that push may have read
+//! the waiter count before the waiter registered (then it will not notify). The window lasts
+//! as long as that push is stalled: usually a few nanoseconds, a scheduler time slice if it
+//! was preempted. A publish that notifies after its stamp store would close the window, but
+//! only with a store-load fence on every push, which is what the count-after-CAS design
+//! avoids. So a waiter in the window polls, at a falling rate ([`Stall`]): a blocking waiter
+//! spins briefly, yields a few times, then sleeps on its listener with a timeout that doubles
+//! from 20 µs to 1 ms (a push that did see it still wakes it at once); an async waiter, which
+//! has no timer, asks its executor to poll it again, cooperatively at first and yielding its
+//! thread to the OS once the stall has lasted a few polls, so that a preempted producer on the
+//! same core can finish.
 
 use core::future::Future;
 use core::pin::Pin;
@@ -130,6 +137,74 @@ impl Drop for Registered<'_> {
     }
 }
 
+/// How a waiter waits out a push (or pop) that claimed a slot and has not published it yet:
+/// see the module docs. One per waiting call; reset when the waiter goes to sleep for real.
+struct Stall {
+    /// Consecutive looks that found a slot in flight.
+    rounds: u32,
+    backoff: Backoff,
+    /// The next nap of a blocking waiter.
+    #[cfg_attr(all(feature = "loom", loom), allow(dead_code))]
+    nap: Duration,
+}
+
+impl Stall {
+    /// Looks (blocking) or polls (async) that spin or yield before the waiter slows down.
+    const EAGER: u32 = 8;
+    const FIRST_NAP: Duration = Duration::from_micros(20);
+    const LONGEST_NAP: Duration = Duration::from_millis(1);
+
+    fn new() -> Self {
+        Self {
+            rounds: 0,
+            backoff: Backoff::new(),
+            nap: Self::FIRST_NAP,
+        }
+    }
+
+    /// After a look found nothing in flight (the waiter sleeps until notified).
+    fn reset(&mut self) {
+        *self = Self::new();
+    }
+
+    /// A blocking waiter's wait before it looks again: spin or yield for the first few
+    /// rounds, then sleep on `listener` (registered before the look) for a nap, at most until
+    /// `deadline`. A push that saw the waiter notifies the listener and ends the nap early.
+    fn wait(&mut self, listener: EventListener, deadline: Option<Instant>) {
+        self.rounds = self.rounds.saturating_add(1);
+        #[cfg(all(test, not(loom)))]
+        tests::STALL_WAITS.fetch_add(1, Ordering::Relaxed);
+        // Under loom a park cannot time out: the model yields instead, which it explores as
+        // a scheduling point.
+        if cfg!(all(feature = "loom", loom)) || self.rounds <= Self::EAGER {
+            drop(listener);
+            self.backoff.snooze();
+            return;
+        }
+        #[cfg(not(all(feature = "loom", loom)))]
+        {
+            let now = Instant::now();
+            let until = now.checked_add(self.nap).unwrap_or(now);
+            let until = deadline.map_or(until, |d| d.min(until));
+            // Woken or timed out, the caller looks again either way.
+            let _ = listener.wait_deadline(until);
+            self.nap = (self.nap * 2).min(Self::LONGEST_NAP);
+        }
+        #[cfg(all(feature = "loom", loom))]
+        let _ = deadline;
+    }
+
+    /// An async waiter's wait before it is polled again: wake its own task, and, once the
+    /// stall has lasted a few polls, yield the thread to the OS first.
+    fn repoll(&mut self, cx: &Context<'_>) {
+        self.rounds = self.rounds.saturating_add(1);
+        if self.rounds > Self::EAGER / 2 {
+            yield_now();
+        }
+        cx.waker().wake_by_ref();
+    }
+}
+
 /// What a waiter found when it looked again.
 enum Look<R> {
     /// Done: return this.
@@ -206,9 +281,10 @@ impl<T> Ring<T> {
     /// Pops the oldest item, waiting up to `timeout` for one to arrive.
     ///
     /// Returns at once if an item is ready. Otherwise the thread sleeps until a push wakes it,
-    /// the ring is closed, or the timeout passes; it spins only for a moment while a push that
-    /// has claimed the next slot finishes writing it (yielding to the OS scheduler if that
-    /// takes long). A `timeout` too large to add to the current time (such as
+    /// the ring is closed, or the timeout passes. While a push that has claimed the next slot
+    /// is still writing it, the thread looks again at a falling rate: a few spins and yields,
+    /// then naps of 20 µs doubling up to 1 ms (that push may have missed this waiter, so it
+    /// may not wake it). A `timeout` too large to add to the current time (such as
     /// `Duration::MAX`) waits without limit.
     ///
     /// # Errors
@@ -256,19 +332,19 @@ impl<T> Ring<T> {
         }
         let deadline = Instant::now().checked_add(timeout);
         let _registered = Registered::new(&self.waiters.pop_waiters);
-        let mut backoff = Backoff::new();
+        let mut stall = Stall::new();
         loop {
             let listener = self.waiters.not_empty.listen();
             match self.look_for_item() {
                 Look::Done(done) => return done,
                 Look::InFlight => {
-                    drop(listener);
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Err(PopError::Timeout);
                     }
-                    backoff.snooze();
+                    stall.wait(listener, deadline);
                 }
                 Look::Sleep => {
+                    stall.reset();
                     let woken = sleep(listener, deadline);
                     if !woken {
                         return self.pop_or_closed().unwrap_or(Err(PopError::Timeout));
@@ -281,8 +357,9 @@ impl<T> Ring<T> {
     /// Pushes `value`, waiting up to `timeout` for room.
     ///
     /// Returns at once if there is room. Otherwise the thread sleeps until a pop wakes it, the
-    /// ring is closed, or the timeout passes (yielding for a moment while a pop that has
-    /// claimed the oldest item finishes moving it out). A `timeout` too large to add to the
+    /// ring is closed, or the timeout passes (looking again at a falling rate, as
+    /// [`pop_wait`](Ring::pop_wait) does, while a pop that has claimed the oldest item finishes
+    /// moving it out). A `timeout` too large to add to the
     /// current time waits without limit. See [`pop_wait`](Ring::pop_wait) for an example.
     ///
     /// # Errors
@@ -296,7 +373,7 @@ impl<T> Ring<T> {
         };
         let deadline = Instant::now().checked_add(timeout);
         let _registered = Registered::new(&self.waiters.push_waiters);
-        let mut backoff = Backoff::new();
+        let mut stall = Stall::new();
         let mut value = value;
         loop {
             let listener = self.waiters.not_full.listen();
@@ -304,14 +381,14 @@ impl<T> Ring<T> {
             match look {
                 Look::Done(done) => return done,
                 Look::InFlight => {
-                    drop(listener);
                     value = back.expect("a value comes back unless done");
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Err(PushError::Full(value));
                     }
-                    backoff.snooze();
+                    stall.wait(listener, deadline);
                 }
                 Look::Sleep => {
+                    stall.reset();
                     value = back.expect("a value comes back unless done");
                     let woken = sleep(listener, deadline);
                     if !woken {
@@ -351,6 +428,7 @@ impl<T> Ring<T> {
             ring: self,
             registered: None,
             listener: None,
+            stall: Stall::new(),
         }
     }
 
@@ -388,6 +466,7 @@ impl<T> Ring<T> {
             value: Some(value),
             registered: None,
             listener: None,
+            stall: Stall::new(),
         }
     }
 }
@@ -398,6 +477,7 @@ pub struct Pop<'a, T> {
     ring: &'a Ring<T>,
     registered: Option<Registered<'a>>,
     listener: Option<EventListener>,
+    stall: Stall,
 }
 
 impl<T> Future for Pop<'_, T> {
@@ -422,14 +502,16 @@ impl<T> Future for Pop<'_, T> {
                         return Poll::Ready(done);
                     }
                     Look::InFlight => {
-                        // Let the stalled thread run (it may be preempted on this core), then
-                        // ask to be polled again.
+                        // Ask to be polled again (module docs: a claimed slot is not
+                        // published yet, and its producer may not know about us).
                         this.listener = None;
-                        yield_now();
-                        cx.waker().wake_by_ref();
+                        this.stall.repoll(cx);
                         return Poll::Pending;
                     }
-                    Look::Sleep => continue,
+                    Look::Sleep => {
+                        this.stall.reset();
+                        continue;
+                    }
                 }
             };
             match Pin::new(listener).poll(cx) {
@@ -455,6 +537,7 @@ pub struct Push<'a, T> {
     value: Option<T>,
     registered: Option<Registered<'a>>,
     listener: Option<EventListener>,
+    stall: Stall,
 }
 
 // The value is moved in and out, never pinned.
@@ -487,14 +570,16 @@ impl<T> Future for Push<'_, T> {
                         return Poll::Ready(done);
                     }
                     Look::InFlight => {
-                        // Let the stalled thread run (it may be preempted on this core), then
-                        // ask to be polled again.
+                        // Ask to be polled again (module docs: a claimed slot is not
+                        // published yet, and its producer may not know about us).
                         this.listener = None;
-                        yield_now();
-                        cx.waker().wake_by_ref();
+                        this.stall.repoll(cx);
                         return Poll::Pending;
                     }
-                    Look::Sleep => continue,
+                    Look::Sleep => {
+                        this.stall.reset();
+                        continue;
+                    }
                 }
             };
             this.value = Some(value);
@@ -511,5 +596,59 @@ impl<T> core::fmt::Debug for Push<'_, T> {
         f.debug_struct("Push")
             .field("waiting", &self.listener.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::atomic::AtomicUsize as StdAtomic;
+    use std::sync::Arc;
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use core::mem::MaybeUninit;
+
+    use crate::sync::Ordering;
+    use crate::Ring;
+
+    /// `Stall::wait` calls, across the crate's unit tests (only the test below waits).
+    pub(super) static STALL_WAITS: StdAtomic = StdAtomic::new(0);
+
+    /// A push stalled between its claim and its publish, which read the waiter count before
+    /// the waiter registered (so it will not notify): the waiter naps instead of spinning, and
+    /// takes the item once it is published.
+    #[test]
+    fn a_waiter_naps_through_an_unpublished_claim_and_gets_the_item() {
+        let ring = Arc::new(Ring::<u64>::new(4));
+        // The claim of a push, by hand: the tail CAS, nothing written yet.
+        let tail = ring.tail.load(Ordering::SeqCst);
+        ring.tail
+            .compare_exchange(tail, ring.next(tail), Ordering::SeqCst, Ordering::SeqCst)
+            .unwrap();
+        let before = STALL_WAITS.load(Ordering::SeqCst);
+        let waiter = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || ring.pop_wait(Duration::from_secs(30)))
+        };
+        thread::sleep(Duration::from_millis(200));
+        let looks = STALL_WAITS.load(Ordering::SeqCst) - before;
+        // 8 eager rounds, then naps doubling to 1 ms: about 200 looks in 200 ms. A waiter that
+        // yield-spun would look tens of thousands of times.
+        assert!(
+            looks >= 8,
+            "the waiter never saw the claim in flight ({looks} looks)"
+        );
+        assert!(looks < 1_000, "the waiter spun: {looks} looks in 200 ms");
+        assert!(!waiter.is_finished(), "nothing was published yet");
+        // The publish, without a notify (the push read the count before the waiter came).
+        let slot = ring.slot(tail);
+        // SAFETY: the CAS above made this thread the slot's only writer.
+        slot.value
+            .with_mut(|cell| unsafe { cell.write(MaybeUninit::new(42)) });
+        slot.stamp.store(tail.wrapping_add(1), Ordering::Release);
+        let published = Instant::now();
+        assert_eq!(waiter.join().unwrap(), Ok(42));
+        // A generous liveness bound: the next nap ends within 1 ms.
+        assert!(published.elapsed() < Duration::from_secs(5));
     }
 }
