@@ -11,6 +11,8 @@
 
 use std::collections::VecDeque;
 use std::hint::black_box;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 use std::thread;
@@ -215,6 +217,100 @@ fn spsc_batch(ring: &Ring<u64>, items: u64) -> Duration {
     time
 }
 
+/// `producers` threads push with `push_slice` (up to `BATCH` at a time), `consumers` threads
+/// take with `pop_batch(BATCH)`: batches on both sides.
+fn batch_transfer(ring: &Ring<u64>, producers: usize, consumers: usize, items: u64) -> Duration {
+    let per_producer = items / producers as u64;
+    assert_eq!(per_producer * producers as u64, items);
+    // Items taken so far by all consumers: they stop when it reaches `items`.
+    let taken = AtomicU64::new(0);
+    let (time, sums) = timed_threads(producers + consumers, |i| {
+        let mut fails = 0;
+        if i < producers {
+            let base = i as u64 * per_producer;
+            let mut chunk = [0u64; BATCH];
+            let mut next = base;
+            let end = base + per_producer;
+            while next < end {
+                let n = (end - next).min(BATCH as u64) as usize;
+                for (k, v) in chunk[..n].iter_mut().enumerate() {
+                    *v = next + k as u64;
+                }
+                let mut sent = 0;
+                while sent < n {
+                    let pushed = ring.push_slice(&chunk[sent..n]);
+                    if pushed == 0 {
+                        wait(&mut fails);
+                    }
+                    sent += pushed;
+                }
+                next += n as u64;
+            }
+            (0, 0)
+        } else {
+            let mut sink = Sink::default();
+            loop {
+                let got = ring.pop_batch(BATCH, &mut sink);
+                if got == 0 {
+                    if taken.load(Relaxed) >= items {
+                        break;
+                    }
+                    wait(&mut fails);
+                } else {
+                    taken.fetch_add(got as u64, Relaxed);
+                }
+            }
+            (sink.count, sink.sum)
+        }
+    });
+    let (count, sum) = sums
+        .iter()
+        .fold((0, 0), |(c, s), &(c2, s2)| (c + c2, s + s2));
+    assert_eq!((count, sum), (items, items * (items - 1) / 2), "items lost");
+    time
+}
+
+/// SPSC through rtrb with its chunk API, up to `BATCH` items per chunk on both sides.
+fn rtrb_chunks(items: u64) -> Duration {
+    let (tx, rx) = rtrb::RingBuffer::<u64>::new(CAP);
+    let (tx, rx) = (Mutex::new(Some(tx)), Mutex::new(Some(rx)));
+    let (time, sums) = timed_threads(2, |i| {
+        let mut fails = 0;
+        if i == 0 {
+            let mut tx = tx.lock().unwrap().take().unwrap();
+            let mut next = 0u64;
+            while next < items {
+                let n = tx.slots().min(BATCH).min((items - next) as usize);
+                if n == 0 {
+                    wait(&mut fails);
+                    continue;
+                }
+                let chunk = tx.write_chunk_uninit(n).expect("slots() said so");
+                let written = chunk.fill_from_iter(next..next + n as u64);
+                next += written as u64;
+            }
+            0
+        } else {
+            let mut rx = rx.lock().unwrap().take().unwrap();
+            let (mut count, mut sum) = (0u64, 0u64);
+            while count < items {
+                let n = rx.slots().min(BATCH);
+                if n == 0 {
+                    wait(&mut fails);
+                    continue;
+                }
+                for v in rx.read_chunk(n).expect("slots() said so") {
+                    count += 1;
+                    sum += v;
+                }
+            }
+            sum
+        }
+    });
+    assert_eq!(sums[1], items * (items - 1) / 2, "items lost");
+    time
+}
+
 /// SPSC through rtrb's split producer and consumer.
 fn rtrb_spsc(items: u64) -> Duration {
     let (tx, rx) = rtrb::RingBuffer::<u64>::new(CAP);
@@ -265,7 +361,10 @@ fn sanity() {
     check(locked(), "Mutex<VecDeque>");
     check(channel(), "sync_channel");
     spsc_batch(&Ring::new(CAP), 10_000);
+    batch_transfer(&Ring::new(CAP), 1, 1, 10_000);
+    batch_transfer(&Ring::new(CAP), 2, 2, 10_000);
     rtrb_spsc(10_000);
+    rtrb_chunks(10_000);
 }
 
 /// Fresh queues per run, so no run inherits another's cache state or indices.
@@ -429,8 +528,25 @@ fn report(
     }
 }
 
+/// The CPU the figures come from, as `/proc/cpuinfo` names it.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned())
+}
+
 fn ab(rounds: usize, only: Option<&str>) {
     sanity();
+    println!(
+        "# ring_mpmc A/B on {} ({} CPUs)",
+        cpu_model(),
+        thread::available_parallelism().map_or(0, |n| n.get())
+    );
     let mitems = |items: u64| {
         move |t: Duration| format!("{:.1} Mitems/s", items as f64 / t.as_secs_f64() / 1e6)
     };
@@ -513,6 +629,35 @@ fn ab(rounds: usize, only: Option<&str>) {
                     transfer(&fresh_ring(), 1, 1, ITEMS)
                 }),
             ],
+        );
+    }
+    for (scenario, p, c) in [("batch_spsc", 1, 1), ("batch_2p2c", 2, 2)] {
+        if !run(scenario) {
+            continue;
+        }
+        let mut contenders = vec![
+            Contender::new("crossbeam ArrayQueue single ops (baseline)", move || {
+                transfer(&fresh_array_queue(), p, c, ITEMS)
+            }),
+            Contender::new("ArrayQueue control", move || {
+                transfer(&fresh_array_queue(), p, c, ITEMS)
+            }),
+            Contender::new("slotline Ring, push_slice(64) + pop_batch(64)", move || {
+                batch_transfer(&fresh_ring(), p, c, ITEMS)
+            }),
+        ];
+        if p == 1 {
+            contenders.push(Contender::new(
+                "rtrb chunks of 64 (SPSC only; the moonshot: Ring >= this)",
+                || rtrb_chunks(ITEMS),
+            ));
+        }
+        report(
+            &format!("{scenario}: batches of 64 on both sides vs ArrayQueue single ops"),
+            ">= 3x",
+            mitems(ITEMS),
+            rounds,
+            contenders,
         );
     }
 }
