@@ -317,3 +317,57 @@ fn summary_table_gives_the_median_and_range_of_a_repeated_scenario() {
     );
     assert!(report.story_table().contains("| slotline | tiny #3 |"));
 }
+
+#[test]
+fn verdicts_compare_every_path_by_its_median_run_and_bold_a_peer_that_beats_slotline() {
+    use slotline_bench::burst::report::Latency;
+    let run = |path: &str, rep: usize, p99: f64, lost: u64| PathReport {
+        path: path.to_owned(),
+        trace: "heavy".to_owned(),
+        repetition: rep,
+        in_redis_latency_ms: Latency {
+            p99,
+            ..Latency::default()
+        },
+        lost,
+        ..PathReport::default()
+    };
+    let r = Report {
+        runs: vec![
+            run("sidecar", 0, 100.0, 5),
+            run("slotline", 0, 50.0, 0),
+            run("redis-rs", 0, 9.0, 0),
+            // slotline's median of three is 10 ms: even with redis-rs's 9 ms (within 10 %).
+            run("slotline", 1, 10.0, 0),
+            run("slotline", 2, 8.0, 0),
+            run("fred", 0, 30.0, 0),
+        ],
+        ..report()
+    };
+    let v = r.verdicts();
+    assert!(
+        v.contains("| metric | sidecar | slotline | redis-rs | fred | best |"),
+        "{v}"
+    );
+    let p99 = v
+        .lines()
+        .find(|l| l.starts_with("| p99 until in Redis"))
+        .unwrap();
+    assert!(p99.contains("| slotline, redis-rs |"), "{p99}");
+    let lost = v
+        .lines()
+        .find(|l| l.starts_with("| lost after ACK"))
+        .unwrap();
+    assert!(lost.ends_with("| slotline, redis-rs, fred |"), "{lost}");
+    // A metric a peer wins alone is in bold.
+    let r = Report {
+        runs: vec![run("slotline", 0, 50.0, 0), run("fred", 0, 20.0, 0)],
+        ..report()
+    };
+    let v = r.verdicts();
+    let p99 = v
+        .lines()
+        .find(|l| l.starts_with("| p99 until in Redis"))
+        .unwrap();
+    assert!(p99.ends_with("| **fred** |"), "{p99}");
+}

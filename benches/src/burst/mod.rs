@@ -694,7 +694,10 @@ pub fn summary(report: &Report, outputs: &Outputs) -> String {
     s.push_str(&report.story_table());
     let verdicts = report.verdicts();
     if !verdicts.is_empty() {
-        s.push_str("\nSide by side (\"better\" is per metric; even = within 10 %):\n");
+        s.push_str(
+            "\nSide by side (median run; best = the paths within 10 % of the best value, \
+             in bold when slotline is not among them; even = all are):\n",
+        );
         s.push_str(&verdicts);
     }
     s.push_str("\nEvery count:\n\n");

@@ -686,8 +686,9 @@ impl Report {
         t
     }
 
-    /// Per trace, each metric side by side with the path that did better on it ("even"
-    /// within 10 %), so a metric slotline loses on is shown as lost.
+    /// Per trace, each metric for every path side by side (the median run of a repeated
+    /// scenario), with the paths within 10 % of the best value; the best is in bold when
+    /// slotline is not among them, so a metric slotline loses on is shown as lost.
     pub fn verdicts(&self) -> String {
         type Metric = (
             &'static str,
@@ -761,23 +762,56 @@ impl Report {
         let mut traces: Vec<&str> = self.runs.iter().map(|r| r.trace.as_str()).collect();
         traces.dedup();
         for trace in traces {
-            // The first run of each (a repeated scenario's spread is in the summary table).
-            let find = |p: &str| self.runs.iter().find(|r| r.trace == trace && r.path == p);
-            let (Some(side), Some(slot)) = (find("sidecar"), find("slotline")) else {
+            // Every path that replayed the trace, in the report's order; a repeated scenario
+            // counts by its median run, metric by metric.
+            let mut paths: Vec<&str> = Vec::new();
+            for r in self.runs.iter().filter(|r| r.trace == trace) {
+                if !paths.contains(&r.path.as_str()) {
+                    paths.push(&r.path);
+                }
+            }
+            if paths.len() < 2 {
                 continue;
-            };
+            }
             let _ = writeln!(t, "\n`{trace}` trace:\n");
-            t.push_str("| metric | sidecar | slotline | better |\n|---|---|---|---|\n");
+            let _ = writeln!(t, "| metric | {} | best |", paths.join(" | "));
+            let _ = writeln!(t, "|---|{}---|", "---|".repeat(paths.len()));
             for (name, lower_is_better, get, show) in metrics {
-                let (a, b) = (get(side), get(slot));
-                let better = if (a - b).abs() <= 0.1 * a.abs().max(b.abs()) {
-                    "even"
-                } else if (b < a) == lower_is_better {
-                    "slotline"
+                let values: Vec<f64> = paths
+                    .iter()
+                    .map(|p| {
+                        let mut v: Vec<f64> = self
+                            .runs
+                            .iter()
+                            .filter(|r| r.trace == trace && r.path == *p)
+                            .map(get)
+                            .collect();
+                        v.sort_by(f64::total_cmp);
+                        v[v.len() / 2]
+                    })
+                    .collect();
+                let best = values
+                    .iter()
+                    .copied()
+                    .reduce(|a, b| if (b < a) == lower_is_better { b } else { a })
+                    .unwrap_or(0.0);
+                // Within 10 % of the best value (or both under 1, for counts) ties with it.
+                let ties = |v: f64| (v - best).abs() <= 0.1 * v.abs().max(best.abs()).max(1.0);
+                let winners: Vec<&str> = paths
+                    .iter()
+                    .zip(&values)
+                    .filter(|(_, &v)| ties(v))
+                    .map(|(p, _)| *p)
+                    .collect();
+                let best_text = if winners.len() == paths.len() {
+                    "even".to_owned()
+                } else if winners.contains(&"slotline") {
+                    winners.join(", ")
                 } else {
-                    "**sidecar**"
+                    format!("**{}**", winners.join(", "))
                 };
-                let _ = writeln!(t, "| {name} | {} | {} | {better} |", show(a), show(b));
+                let cells: Vec<String> = values.iter().map(|&v| show(v)).collect();
+                let _ = writeln!(t, "| {name} | {} | {best_text} |", cells.join(" | "));
             }
         }
         t
