@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use slotline_bench::burst::args::{Args, PathKind, TraceKind};
+use slotline_bench::burst::plot::OUTAGE_FILL;
+use slotline_bench::burst::report::BUCKET_MS;
 use slotline_bench::burst::{run, DROPPED_AT_STOP};
 use slotline_testkit::LocalCluster;
 
@@ -130,7 +132,30 @@ fn offered_equals_acknowledged_plus_refused_and_slotline_loses_nothing() {
     assert!(report.story_table().contains("| redis-rs | heavy |"));
     assert!(report.story_table().contains("/ none (unbounded)"));
     assert!(outputs.json.exists());
-    assert!(outputs.svg.as_ref().is_some_and(|s| s.exists()));
+    assert_eq!(outputs.svgs.len(), 1, "one scenario, one plot");
+    assert!(outputs.svgs[0].ends_with("report.svg") && outputs.svgs[0].exists());
+    // The time series: every path's memory sampled, the proxy's too; the sidecar's writes
+    // confirmed in Redis add up to what it acknowledged, after its ACKs.
+    for r in &report.runs {
+        assert!(
+            r.series.iter().filter(|b| b.rss_kib.is_some()).count() >= 10,
+            "{}: memory over a 2 s replay",
+            r.path
+        );
+        let per_bucket = BUCKET_MS as f64 / 1e3;
+        let confirmed: f64 = r.series.iter().map(|b| b.confirmed_per_s).sum::<f64>() * per_bucket;
+        assert_eq!(
+            confirmed.round() as u64,
+            r.in_redis_latency_ms.count,
+            "{}",
+            r.path
+        );
+        assert_eq!(r.series.last().map(|b| b.lost_cum), Some(0), "{}", r.path);
+    }
+    assert!(sidecar.series.iter().any(|b| b.proxy_rss_kib.is_some()));
+    assert!(report.runs[1..]
+        .iter()
+        .all(|r| r.series.iter().all(|b| b.proxy_rss_kib.is_none())));
 
     // Stopped at once when the replay ends (no grace): what was still queued was
     // acknowledged and is lost, and the read-back finds it.
@@ -154,6 +179,10 @@ fn offered_equals_acknowledged_plus_refused_and_slotline_loses_nothing() {
     // Every write is checked (one hash field each): exactly the dropped writes are lost.
     assert_eq!(r.lost, dropped, "lost writes vs writes dropped at the stop");
     assert_eq!(r.in_redis_latency_ms.count, r.acknowledged - dropped);
+    // The lost writes, by scheduled time: all of them by the end, none before the window.
+    let lost_cum: Vec<u64> = r.series.iter().map(|b| b.lost_cum).collect();
+    assert_eq!(lost_cum.last(), Some(&r.lost), "{lost_cum:?}");
+    assert!(lost_cum.windows(2).all(|w| w[0] <= w[1]), "{lost_cum:?}");
     let _ = std::fs::remove_dir_all(outputs.json.parent().unwrap());
 }
 
@@ -183,6 +212,11 @@ fn an_outage_fails_slotline_writes_visibly_and_loses_none_it_acknowledged() {
     a.sidecar.timeout = Duration::from_millis(200);
     let (report, outputs) = run(&a, "burst (test, outage)").unwrap();
     assert_eq!(report.runs.len(), 4);
+    let svg = std::fs::read_to_string(&outputs.svgs[0]).unwrap();
+    assert!(
+        svg.contains(&format!("fill=\"{OUTAGE_FILL}\"")),
+        "the outage is shaded in report.svg"
+    );
     for r in &report.runs {
         assert_eq!(r.trace, "heavy-outage");
         assert_eq!(r.pending, 0, "{}", r.path);

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde_json::Value as Json;
+use slotline_bench::burst::plot::OUTAGE_FILL;
 use slotline_bench::burst::readback::ReadBack;
 use slotline_bench::burst::replay::{payload, seq_of, DepthSample, Outcome, PathRun, Record};
 use slotline_bench::burst::report::{
@@ -56,12 +57,16 @@ fn run() -> PathRun {
                 depth: 3,
                 bytes: 300,
                 kernel_bytes: 10,
+                rss_kib: Some(1100),
+                proxy_rss_kib: None,
             },
             DepthSample {
                 t_us: 50_000,
                 depth: 7,
                 bytes: 700,
                 kernel_bytes: 5,
+                rss_kib: None,
+                proxy_rss_kib: None,
             },
         ],
         errors: BTreeMap::from([("rejected (backpressure)".to_owned(), 1)]),
@@ -135,8 +140,28 @@ fn counts_add_up_and_percentiles_come_from_the_scheduled_time() {
     assert_eq!(r.peak_queue_depth, 7);
     assert_eq!(r.peak_bytes_buffered, 700);
     assert_eq!(r.peak_acked_not_in_redis, 0);
-    assert_eq!(r.series.len(), 1);
+    // The series runs to the last answer (the unknown write, told at 100 ms), past the
+    // trace's last event (90 ms).
+    assert_eq!(r.series.len(), 2);
     assert_eq!(r.series[0].offered_per_s, 100.0);
+    assert_eq!(r.series[1].offered_per_s, 0.0);
+    // Confirmed by Redis: the 8 acknowledged writes (a client's ACK is Redis's reply).
+    assert_eq!(r.series[0].confirmed_per_s, 80.0);
+    assert_eq!(r.series[0].acked_per_s, 80.0);
+    // Failed visibly, by when the caller was told: the refusal at 89 ms, the unknown at 100.
+    assert_eq!(
+        (r.series[0].failed_per_s, r.series[1].failed_per_s),
+        (10.0, 10.0)
+    );
+    // ... and cumulative by scheduled time: both were scheduled in the first bucket.
+    assert_eq!((r.series[0].failed_cum, r.series[1].failed_cum), (2, 2));
+    assert_eq!((r.series[0].lost_cum, r.series[1].lost_cum), (0, 0));
+    // Memory: growth over the base (1000 KiB), only in a bucket whose sample read it.
+    assert_eq!(
+        (r.series[0].rss_kib, r.series[1].rss_kib),
+        (Some(100), None)
+    );
+    assert_eq!(r.series[0].proxy_rss_kib, None);
     // The flat summary fields repeat the figures above.
     assert_eq!(r.scenario, "tiny");
     assert_eq!((r.acked, r.acked_lost, r.failed_visibly), (8, 0, 2));
@@ -263,10 +288,17 @@ fn json_report_has_the_documented_layout_and_round_trips() {
         ("runs.0.series.0.acked_per_s", "number"),
         ("runs.0.series.0.in_redis_p99_ms", "number|null"),
         ("runs.0.series.0.depth", "number"),
+        ("runs.0.series.0.confirmed_per_s", "number"),
+        ("runs.0.series.0.failed_per_s", "number"),
+        ("runs.0.series.0.rss_kib", "number|null"),
+        ("runs.0.series.0.proxy_rss_kib", "number|null"),
+        ("runs.0.series.0.lost_cum", "number"),
+        ("runs.0.series.0.failed_cum", "number"),
     ] {
         expect(&v, path, kind);
     }
-    assert_eq!(v["schema"], 3);
+    assert_eq!(v["schema"], 4);
+    assert_eq!(SCHEMA, 4);
     let back: Report = serde_json::from_value(v).unwrap();
     assert_eq!(back, report);
 }
@@ -277,9 +309,14 @@ fn outputs_are_a_json_file_and_an_svg_plot() {
     let out = write_outputs(&report(), &dir).unwrap();
     let json: Report = serde_json::from_str(&std::fs::read_to_string(&out.json).unwrap()).unwrap();
     assert_eq!(json.runs.len(), 1);
-    let svg = std::fs::read_to_string(out.svg.unwrap()).unwrap();
+    assert_eq!(out.svgs, [dir.join("report.svg")]);
+    let svg = std::fs::read_to_string(&out.svgs[0]).unwrap();
     assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
-    assert!(svg.contains("queue depth"));
+    assert!(svg.contains("Queue depth"));
+    assert!(
+        !svg.contains(OUTAGE_FILL),
+        "no outage, no shaded band: {OUTAGE_FILL}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -370,4 +407,220 @@ fn verdicts_compare_every_path_by_its_median_run_and_bold_a_peer_that_beats_slot
         .find(|l| l.starts_with("| p99 until in Redis"))
         .unwrap();
     assert!(p99.ends_with("| **fred** |"), "{p99}");
+}
+
+/// Fifty events 10 ms apart (0.5 s) on two keys, every one acknowledged after 1 ms.
+fn half_second() -> (Trace, PathRun) {
+    let t = Trace {
+        events: (0..50)
+            .map(|i| Event {
+                t_us: i * 10_000,
+                key: (i % 2) as u32,
+                bytes: 48,
+            })
+            .collect(),
+        ..trace()
+    };
+    let run = PathRun {
+        records: t
+            .events
+            .iter()
+            .map(|e| Record {
+                send_us: e.t_us,
+                done_us: e.t_us + 1_000,
+                outcome: Outcome::Ok,
+            })
+            .collect(),
+        ..PathRun::default()
+    };
+    (t, run)
+}
+
+#[test]
+fn a_lost_write_shows_in_lost_cum_from_its_scheduled_bucket_on() {
+    let (t, run) = half_second();
+    // Write 23 is scheduled at 230 ms, in the third bucket.
+    let r = PathReport::build(
+        &t,
+        &run,
+        ReadBack {
+            lost: 1,
+            acked_checked: 50,
+            ..ReadBack::default()
+        },
+        PathExtras {
+            lost_writes: vec![23],
+            ..PathExtras::default()
+        },
+    );
+    let lost: Vec<u64> = r.series.iter().map(|b| b.lost_cum).collect();
+    assert_eq!(lost, [0, 0, 1, 1, 1], "lost_cum by bucket");
+    assert!(r.series.iter().all(|b| b.failed_cum == 0));
+    assert_eq!(r.acked_lost, 1);
+}
+
+#[test]
+fn a_sidecar_like_run_confirms_after_it_acknowledges_and_the_series_covers_the_drain() {
+    let (t, mut run) = half_second();
+    // Acknowledged within 1 ms, in Redis 700 ms after the scheduled time (a backlog): the
+    // last confirmation is at 490 + 700 = 1190 ms, past the trace's end at 490 ms.
+    run.in_redis_us = Some(t.events.iter().map(|e| Some(e.t_us + 700_000)).collect());
+    let r = PathReport::build(&t, &run, ReadBack::default(), PathExtras::default());
+    assert_eq!(r.series.len(), 12, "0 to 1.2 s in 100 ms buckets");
+    let acked: f64 = r.series.iter().map(|b| b.acked_per_s).sum();
+    let confirmed: f64 = r.series.iter().map(|b| b.confirmed_per_s).sum();
+    assert_eq!((acked, confirmed), (500.0, 500.0), "50 writes at 10/bucket");
+    for b in &r.series[..5] {
+        assert_eq!((b.acked_per_s, b.confirmed_per_s), (100.0, 0.0), "{b:?}");
+    }
+    for b in &r.series[7..] {
+        assert_eq!((b.acked_per_s, b.confirmed_per_s), (0.0, 100.0), "{b:?}");
+    }
+    assert_eq!(r.series[3].in_redis_p99_ms, Some(700.0));
+    assert!((r.duration_s - 1.19).abs() < 1e-9, "{}", r.duration_s);
+}
+
+#[test]
+fn proxy_memory_is_kept_beside_the_callers_growth() {
+    let (t, mut run) = half_second();
+    run.caller_base_rss_kib = 5_000;
+    run.samples = [
+        (50_000, 5_400, 9_000),
+        (150_000, 5_900, 9_500),
+        (160_000, 5_800, 9_700),
+    ]
+    .iter()
+    .map(|&(t_us, own, proxy)| DepthSample {
+        t_us,
+        rss_kib: Some(own),
+        proxy_rss_kib: Some(proxy),
+        ..DepthSample::default()
+    })
+    .collect();
+    let r = PathReport::build(&t, &run, ReadBack::default(), PathExtras::default());
+    let mem: Vec<(Option<u64>, Option<u64>)> = r
+        .series
+        .iter()
+        .map(|b| (b.rss_kib, b.proxy_rss_kib))
+        .collect();
+    assert_eq!(
+        mem,
+        [
+            (Some(400), Some(9_000)),
+            (Some(900), Some(9_700)),
+            (None, None),
+            (None, None),
+            (None, None)
+        ],
+        "the largest sample of each bucket; nothing where nothing was sampled"
+    );
+}
+
+/// A report of three scenarios through two paths, the outage scenario in the middle, plus a
+/// second run of `heavy` (not plotted).
+fn three_scenarios() -> Report {
+    let mut report = report();
+    let base = report.runs[0].clone();
+    let mut runs = Vec::new();
+    for scenario in ["heavy", "heavy-outage", "poisson"] {
+        for path in ["slotline", "sidecar"] {
+            let mut r = base.clone();
+            r.trace = scenario.to_owned();
+            r.scenario = scenario.to_owned();
+            r.path = path.to_owned();
+            if scenario == "heavy-outage" {
+                r.outage_ms = Some((20.0, 50.0));
+            }
+            runs.push(r);
+        }
+    }
+    let mut again = runs[0].clone();
+    again.repetition = 1;
+    runs.push(again);
+    report.runs = runs;
+    report
+}
+
+#[test]
+fn every_scenario_gets_a_plot_and_report_svg_is_the_outage_one() {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("burst-report-scenarios-{}", std::process::id()));
+    let out = write_outputs(&three_scenarios(), &dir).unwrap();
+    assert_eq!(
+        out.svgs,
+        [
+            dir.join("report.svg"),
+            dir.join("report-heavy.svg"),
+            dir.join("report-poisson.svg")
+        ]
+    );
+    let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap();
+    let main = read(&out.svgs[0]);
+    assert!(
+        main.contains("`heavy-outage` scenario"),
+        "report.svg is the outage scenario"
+    );
+    // The band: one rect per panel (5 rows × 2 columns), plus its swatch in each row's legend.
+    let band = format!("fill=\"{OUTAGE_FILL}\"");
+    let rects = main
+        .lines()
+        .filter(|l| l.trim_start().starts_with("<rect") && l.contains(&band))
+        .count();
+    assert_eq!(rects, 5 * 2 + 5, "shaded outage rects in report.svg");
+    assert!(main.contains("frozen (SIGSTOP), 0.02 s to 0.07 s"));
+    for other in &out.svgs[1..] {
+        let svg = read(other);
+        assert!(svg.starts_with("<svg"));
+        assert!(
+            !svg.contains(&band),
+            "{}: no outage, no band",
+            other.display()
+        );
+    }
+    assert!(read(&out.svgs[1]).contains("`heavy` scenario"));
+    // Columns in a fixed order, the sidecar first, whatever order the runs came in.
+    let (side, slot) = (
+        main.find("sidecar: 10 offered").unwrap(),
+        main.find("slotline: 10 offered").unwrap(),
+    );
+    assert!(side < slot);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn each_depth_sample_takes_the_latest_memory_reading_before_it() {
+    use slotline_bench::burst::replay::{attach_rss, RssSample};
+    let start = 1_000_000;
+    let reading = |unix_us, own, proxy| RssSample {
+        unix_us,
+        rss_kib: Some(own),
+        other_kib: proxy,
+    };
+    let rss = [
+        reading(start + 10_000, 100, Some(7)),
+        reading(start + 110_000, 200, Some(8)),
+        reading(start + 210_000, 300, None),
+    ];
+    let mut samples: Vec<DepthSample> = [0, 20_000, 110_000, 150_000, 400_000]
+        .iter()
+        .map(|&t_us| DepthSample {
+            t_us,
+            ..DepthSample::default()
+        })
+        .collect();
+    attach_rss(&mut samples, &rss, start);
+    let got: Vec<(Option<u64>, Option<u64>)> = samples
+        .iter()
+        .map(|s| (s.rss_kib, s.proxy_rss_kib))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Some(100), Some(7)),
+            (Some(100), Some(7)),
+            (Some(200), Some(8)),
+            (Some(200), Some(8)),
+            (Some(300), None)
+        ]
+    );
 }

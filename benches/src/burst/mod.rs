@@ -15,7 +15,13 @@
 //! 4. **Read-back** ([`readback`]): every key with an acknowledged write, compared with the
 //!    last acknowledged value.
 //! 5. **Report** ([`report`], [`plot`]): the story-shaped table, a fuller table,
-//!    `report.json` and `report.svg`.
+//!    `report.json`, and one plot per scenario (`report.svg` for the outage scenario if run,
+//!    `report-<scenario>.svg` for the others).
+//!
+//! The progress bar (on stderr; hidden with `--no-progress`) counts two units per write of
+//! every run: one when the path is done with it (answered or refused for the clients,
+//! executed by Redis for the sidecar, so a drain after the trace advances it), one when the
+//! read-back has judged it.
 
 pub mod args;
 pub mod net;
@@ -40,8 +46,11 @@ use slotline_client::{Client, Config, Op};
 use slotline_testkit::LocalCluster;
 
 use self::args::{Args, PathKind, TraceKind};
+use self::plot::thousands;
 use self::readback::read_back;
-use self::replay::{replay_sidecar, replay_slotline, DepthSample, PathRun};
+use self::replay::{
+    attach_rss, replay_sidecar, replay_slotline, sample_rss, DepthSample, PathRun, Tally,
+};
 use self::report::{
     Machine, Params, PathExtras, PathReport, Report, Rss, SlotlineParams, TraceSummary, SCHEMA,
 };
@@ -53,8 +62,9 @@ use self::trace::{Shape, Trace, TraceSpec};
 pub struct Outputs {
     /// `report.json`.
     pub json: PathBuf,
-    /// `report.svg`.
-    pub svg: Option<PathBuf>,
+    /// The plots, one per scenario: `report.svg` first (the outage scenario if run, else the
+    /// first), then `report-<scenario>.svg` for the others; empty without runs.
+    pub svgs: Vec<PathBuf>,
 }
 
 /// Builds the traces `args` asks for: the heavy one (generated or read) and the Poisson one
@@ -224,7 +234,9 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
                     }
             })
             .sum::<usize>()
-            * args.paths.len();
+            * args.paths.len()
+            // One unit when the path is done with a write, one when it is read back.
+            * 2;
         let bar = ProgressBar::new(total as u64);
         bar.set_style(
             ProgressStyle::with_template("{spinner} {elapsed:>4} [{bar:30}] {percent:>3}% {msg}")
@@ -324,7 +336,7 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
     };
 
     let mut runs = Vec::new();
-    let offered = AtomicUsize::new(0);
+    let tally = Tally::default();
     let mut done_before = 0usize;
     for (&kind, trace) in args.traces.iter().zip(&traces) {
         let outage = (kind == TraceKind::HeavyOutage).then(|| {
@@ -378,8 +390,9 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
         });
         for (rep, path) in order {
             net::flush_cluster(&masters)?;
-            progress.set_message(format!(
-                "{}: `{}` trace{}, {} writes over {:.1} s",
+            let events = trace.events.len();
+            let label = format!(
+                "{}: `{}` trace{}",
                 path.name(),
                 trace.name,
                 if reps > 1 {
@@ -387,28 +400,37 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
                 } else {
                     String::new()
                 },
-                trace.events.len(),
-                trace.span_us() as f64 / 1e6
-            ));
-            offered.store(0, Ordering::Relaxed);
+            );
+            progress.set_message(format!("{label}, connecting"));
+            tally.offered.store(0, Ordering::Relaxed);
+            tally.settled.store(0, Ordering::Relaxed);
             let ticking = AtomicBool::new(true);
             let result = thread::scope(|scope| {
                 scope.spawn(|| {
                     while ticking.load(Ordering::Relaxed) {
-                        progress
-                            .set_position((done_before + offered.load(Ordering::Relaxed)) as u64);
+                        let offered = tally.offered.load(Ordering::Relaxed).min(events);
+                        let settled = tally.settled.load(Ordering::Relaxed).min(offered);
+                        if offered > 0 {
+                            progress.set_position((done_before + settled) as u64);
+                            progress.set_message(replay_message(
+                                path,
+                                &label,
+                                (offered, settled, events),
+                                args.sidecar.grace,
+                            ));
+                        }
                         thread::sleep(Duration::from_millis(100));
                     }
                 });
                 if let (Some(outage), Some(cluster)) = (&outage, &local) {
-                    scope.spawn(|| freeze(cluster, outage, &offered, &ticking));
+                    scope.spawn(|| freeze(cluster, outage, &tally.offered, &ticking));
                 }
                 let r = match path {
                     PathKind::Sidecar => {
-                        run_sidecar(args, trace, &seeds, &program, &offered, &progress)
+                        run_sidecar(args, trace, &seeds, &masters, &program, &tally)
                     }
                     PathKind::Slotline => {
-                        run_slotline(args, trace, &config, &master_ports, mean_op_bytes, &offered)
+                        run_slotline(args, trace, &config, &master_ports, mean_op_bytes, &tally)
                     }
                     PathKind::RedisRs => run_peer(
                         path,
@@ -416,7 +438,7 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
                         || peers::RedisRs::connect(&seeds),
                         &master_ports,
                         mean_hset_bytes,
-                        &offered,
+                        &tally,
                     ),
                     PathKind::Fred => run_peer(
                         path,
@@ -424,16 +446,25 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
                         || peers::Fred::connect(&seeds),
                         &master_ports,
                         mean_hset_bytes,
-                        &offered,
+                        &tally,
                     ),
                 };
                 ticking.store(false, Ordering::Relaxed);
                 r
             });
             let (run, mut extras) = result?;
-            done_before += trace.events.len();
-            progress.set_message(format!("{}: reading back `{}`", path.name(), trace.name));
-            let found = read_back(&map, trace, &run)?;
+            done_before += events;
+            progress.set_position(done_before as u64);
+            let found = read_back(&map, trace, &run, |judged| {
+                progress.set_position(done_before as u64 + judged.min(events as u64));
+                progress.set_message(format!(
+                    "{label}: reading back, {} of {} writes checked",
+                    thousands(judged),
+                    thousands(events as u64)
+                ));
+            })?;
+            done_before += events;
+            extras.lost_writes = found.lost_writes;
             if path == PathKind::Slotline {
                 extras.configured_depth = shards * limit;
                 extras.depth_enforced = true;
@@ -450,7 +481,7 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
             extras.outage_ms = outage
                 .as_ref()
                 .map(|o| (o.at_us as f64 / 1e3, o.length_us as f64 / 1e3));
-            let mut report = PathReport::build(trace, &run, found, extras);
+            let mut report = PathReport::build(trace, &run, found.counts, extras);
             report.repetition = rep;
             runs.push(report);
         }
@@ -481,6 +512,92 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
     let outputs = write_outputs(&report, &args.out)?;
     drop(local);
     Ok((report, outputs))
+}
+
+/// The progress bar's message while a path replays: offered and settled so far, then what the
+/// path is still waiting for (the sidecar's drain, the peers' unanswered futures).
+fn replay_message(
+    path: PathKind,
+    label: &str,
+    (offered, settled, events): (usize, usize, usize),
+    grace: Duration,
+) -> String {
+    let n = |v: usize| thousands(v as u64);
+    let left = events - settled.min(events);
+    if offered < events {
+        let done = if path == PathKind::Sidecar {
+            "in Redis"
+        } else {
+            "answered"
+        };
+        format!(
+            "{label}: {} of {} offered, {} {done}",
+            n(offered),
+            n(events),
+            n(settled)
+        )
+    } else if left == 0 {
+        format!("{label}: finishing")
+    } else {
+        match path {
+            PathKind::Sidecar => format!(
+                "{label}: draining its queue, {} left (grace {:.0} s)",
+                n(left),
+                grace.as_secs_f64()
+            ),
+            PathKind::Slotline => format!("{label}: waiting for {} answers", n(left)),
+            _ => format!(
+                "{label}: waiting for {} unanswered writes (up to {} s)",
+                n(left),
+                peers::DRAIN_LIMIT.as_secs()
+            ),
+        }
+    }
+}
+
+/// `HSET`s executed so far, summed over the masters (`cmdstat_hset` of `INFO commandstats`);
+/// `None` when a master does not answer with it.
+fn hset_calls(conns: &mut [net::RawConn]) -> Option<u64> {
+    let mut sum = 0;
+    for c in conns {
+        let Ok(slotline_router::Value::Bulk(info)) = c.query(&[b"INFO", b"commandstats"]) else {
+            return None;
+        };
+        let text = String::from_utf8_lossy(&info);
+        let calls = match text.lines().find_map(|l| l.strip_prefix("cmdstat_hset:")) {
+            Some(stats) => stats
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("calls="))?
+                .parse::<u64>()
+                .ok()?,
+            // No HSET run on this master yet.
+            None => 0,
+        };
+        sum += calls;
+    }
+    Some(sum)
+}
+
+/// Counts the sidecar's writes Redis has executed into `tally.settled` every 250 ms until
+/// `stop` (for the progress bar: the proxy acknowledges on enqueue, so its callers' answers
+/// say nothing about its progress): `HSET`s executed on `conns` since `base`, plus the writes
+/// `refused` to callers, at most `events`. Stops at the first master that does not answer.
+fn count_in_redis(
+    conns: &mut [net::RawConn],
+    base: u64,
+    refused: &AtomicUsize,
+    events: usize,
+    tally: &Tally,
+    stop: &AtomicBool,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        thread::sleep(Duration::from_millis(250));
+        let Some(calls) = hset_calls(conns) else {
+            return;
+        };
+        let done = calls.saturating_sub(base) as usize + refused.load(Ordering::Relaxed);
+        tally.settled.store(done.min(events), Ordering::Relaxed);
+    }
 }
 
 /// When the `heavy-outage` scenario freezes the cluster.
@@ -515,25 +632,49 @@ fn freeze(cluster: &LocalCluster, outage: &Outage, offered: &AtomicUsize, replay
     }
 }
 
-/// One replay through the sidecar model.
+/// One replay through the sidecar model. Besides the proxy's own samples, this process's and
+/// the proxy's resident sets are read every 100 ms from the replay's start to the end of the
+/// drain, and the writes Redis executed are counted for the progress bar (see
+/// [`count_in_redis`]).
 fn run_sidecar(
     args: &Args,
     trace: &Trace,
     seeds: &[String],
+    masters: &[String],
     program: &Path,
-    offered: &AtomicUsize,
-    progress: &ProgressBar,
+    tally: &Tally,
 ) -> Result<(PathRun, PathExtras), String> {
     let base = reset_peak_rss();
     let sidecar = Sidecar::spawn(program, seeds, &args.sidecar)?;
-    let mut run = replay_sidecar(trace, &sidecar.addr, args.callers, offered)?;
+    let pid = sidecar.pid();
+    let mut conns: Vec<net::RawConn> = masters
+        .iter()
+        .filter_map(|m| net::RawConn::connect(m).ok())
+        .collect();
+    let hsets_before = hset_calls(&mut conns).filter(|_| conns.len() == masters.len());
+    let refused = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let ((mut run, peak), proxy, rss) = thread::scope(|scope| {
+        let rss = scope.spawn(|| sample_rss(Some(pid), &stop));
+        if let Some(before) = hsets_before {
+            let (refused, stop, events) = (&refused, &stop, trace.events.len());
+            scope.spawn(move || count_in_redis(&mut conns, before, refused, events, tally, stop));
+        }
+        let replayed = replay_sidecar(trace, &sidecar.addr, args.callers, tally).and_then(|run| {
+            let told = run
+                .records
+                .iter()
+                .filter(|r| r.outcome != replay::Outcome::Ok);
+            refused.store(told.count(), Ordering::Relaxed);
+            let peak = read_status_kib("self", "VmHWM").unwrap_or(0);
+            Ok((run, peak, sidecar.finish(args.sidecar.grace)?))
+        });
+        stop.store(true, Ordering::Relaxed);
+        let rss = rss.join().unwrap_or_default();
+        replayed.map(|(run, peak, proxy)| ((run, peak), proxy, rss))
+    })?;
     run.caller_base_rss_kib = base;
-    run.caller_peak_rss_kib = read_status_kib("self", "VmHWM").unwrap_or(0);
-    progress.set_message(format!(
-        "sidecar: draining its queue (grace {:?})",
-        args.sidecar.grace
-    ));
-    let proxy = sidecar.finish(args.sidecar.grace)?;
+    run.caller_peak_rss_kib = peak;
     let start = run.start_unix_us;
     let mut in_redis = vec![None; run.records.len()];
     for &(seq, at) in &proxy.confirms {
@@ -551,8 +692,11 @@ fn run_sidecar(
             depth: s.depth,
             bytes: s.queue_bytes + s.unparsed_bytes,
             kernel_bytes: s.kernel_bytes,
+            rss_kib: None,
+            proxy_rss_kib: None,
         })
         .collect();
+    attach_rss(&mut run.samples, &rss, start);
     if proxy.upstream_errors > 0 {
         run.after_ack.insert(
             "Redis refused a write after the sidecar's ACK".to_owned(),
@@ -587,6 +731,7 @@ fn run_sidecar(
             proxy_peak_kib: Some(proxy.peak_rss_kib),
         },
         outage_ms: None,
+        lost_writes: Vec::new(),
     };
     Ok((run, extras))
 }
@@ -598,18 +743,11 @@ fn run_slotline(
     config: &Config,
     master_ports: &[u16],
     op_bytes: u64,
-    offered: &AtomicUsize,
+    tally: &Tally,
 ) -> Result<(PathRun, PathExtras), String> {
     let base = reset_peak_rss();
     let client = Client::connect(config.clone()).map_err(|e| format!("slotline: {e}"))?;
-    let mut run = replay_slotline(
-        trace,
-        &client,
-        args.callers,
-        master_ports,
-        op_bytes,
-        offered,
-    );
+    let mut run = replay_slotline(trace, &client, args.callers, master_ports, op_bytes, tally);
     run.caller_base_rss_kib = base;
     run.caller_peak_rss_kib = read_status_kib("self", "VmHWM").unwrap_or(0);
     drop(client);
@@ -633,14 +771,14 @@ fn run_peer<P, F, Fut>(
     connect: F,
     master_ports: &[u16],
     cmd_bytes: u64,
-    offered: &AtomicUsize,
+    tally: &Tally,
 ) -> Result<(PathRun, PathExtras), String>
 where
     P: peers::Peer,
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<P, String>>,
 {
-    let run = peers::run_peer(trace, connect, master_ports, cmd_bytes, offered)
+    let run = peers::run_peer(trace, connect, master_ports, cmd_bytes, tally)
         .map_err(|e| format!("{}: {e}", path.name()))?;
     let extras = PathExtras {
         path: path.name().to_owned(),
@@ -656,7 +794,10 @@ where
     Ok((run, extras))
 }
 
-/// Writes `report.json` and the plot of the first trace into `dir`.
+/// Writes `report.json` and one plot per scenario into `dir` (first runs only, `repetition`
+/// 0): `report.svg` for the scenario with an outage (`heavy-outage`) if there is one, else
+/// for the first; `report-<scenario>.svg` for each other one (characters other than ASCII
+/// letters, digits, `-`, `_` and `.` replaced by `_`).
 ///
 /// # Errors
 ///
@@ -667,15 +808,42 @@ pub fn write_outputs(report: &Report, dir: &Path) -> Result<Outputs, String> {
     let file = File::create(&json).map_err(|e| format!("{}: {e}", json.display()))?;
     serde_json::to_writer_pretty(BufWriter::new(file), report)
         .map_err(|e| format!("{}: {e}", json.display()))?;
-    let svg = match report.runs.first() {
-        Some(first) => {
-            let svg = dir.join("report.svg");
-            plot::plot(report, &first.trace, &svg)?;
-            Some(svg)
+    let mut scenarios: Vec<&str> = Vec::new();
+    for r in report.runs.iter().filter(|r| r.repetition == 0) {
+        if !scenarios.contains(&r.trace.as_str()) {
+            scenarios.push(&r.trace);
         }
-        None => None,
-    };
-    Ok(Outputs { json, svg })
+    }
+    if let Some(i) = scenarios.iter().position(|&t| {
+        report
+            .runs
+            .iter()
+            .any(|r| r.trace == t && r.outage_ms.is_some())
+    }) {
+        let outage = scenarios.remove(i);
+        scenarios.insert(0, outage);
+    }
+    let mut svgs = Vec::with_capacity(scenarios.len());
+    for (i, scenario) in scenarios.into_iter().enumerate() {
+        let svg = if i == 0 {
+            dir.join("report.svg")
+        } else {
+            let safe: String = scenario
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            dir.join(format!("report-{safe}.svg"))
+        };
+        plot::plot(report, scenario, &svg)?;
+        svgs.push(svg);
+    }
+    Ok(Outputs { json, svgs })
 }
 
 /// The tables and notes printed at the end of a run.
@@ -747,7 +915,7 @@ pub fn summary(report: &Report, outputs: &Outputs) -> String {
         report.wall_s
     ));
     s.push_str(&format!("report: {}\n", outputs.json.display()));
-    if let Some(svg) = &outputs.svg {
+    for svg in &outputs.svgs {
         s.push_str(&format!("plot:   {}\n", svg.display()));
     }
     s

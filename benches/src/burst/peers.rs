@@ -32,7 +32,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use redis::AsyncCommands;
 
 use super::readback::field_name;
-use super::replay::{payload, DepthSample, Outcome, PathRun, Record, Schedule};
+use super::replay::{payload, DepthSample, Outcome, PathRun, Record, Schedule, Tally};
 use super::sidecar::{own_kernel_bytes, read_status_kib, unix_us};
 use super::trace::Trace;
 
@@ -292,7 +292,7 @@ pub fn run_peer<P, F, Fut>(
     connect: F,
     redis_ports: &[u16],
     cmd_bytes: u64,
-    offered: &AtomicUsize,
+    tally: &Tally,
 ) -> Result<PathRun, String>
 where
     P: Peer,
@@ -319,7 +319,7 @@ where
         &shared,
         redis_ports,
         cmd_bytes,
-        offered,
+        tally,
     );
     run.caller_base_rss_kib = base;
     run.caller_peak_rss_kib = read_status_kib("self", "VmHWM").unwrap_or(0);
@@ -335,10 +335,10 @@ fn replay<P: Peer>(
     shared: &Arc<Shared>,
     redis_ports: &[u16],
     cmd_bytes: u64,
-    offered: &AtomicUsize,
+    tally: &Tally,
 ) -> PathRun {
     let start_unix_us = unix_us();
-    let mut s = Schedule::new(trace, offered);
+    let mut s = Schedule::new(trace, tally);
     s.start = shared.start;
     let sampling = AtomicBool::new(true);
     let samples = thread::scope(|scope| {
@@ -348,15 +348,23 @@ fn replay<P: Peer>(
             let mut i = 0u64;
             while sampling.load(Ordering::Relaxed) {
                 let depth = shared.in_flight.load(Ordering::Relaxed);
-                // /proc/net/tcp every 100 ms, as on the slotline path.
+                let offered = s.tally.offered.load(Ordering::Relaxed);
+                s.tally
+                    .settled
+                    .store(offered.saturating_sub(depth as usize), Ordering::Relaxed);
+                // /proc every 100 ms, as on the slotline path.
+                let mut rss_kib = None;
                 if i % 10 == 0 {
                     kernel = own_kernel_bytes(redis_ports);
+                    rss_kib = read_status_kib("self", "VmRSS");
                 }
                 samples.push(DepthSample {
                     t_us: s.now_us(),
                     depth,
                     bytes: depth * cmd_bytes,
                     kernel_bytes: kernel,
+                    rss_kib,
+                    proxy_rss_kib: None,
                 });
                 i += 1;
                 thread::sleep(SAMPLE_EVERY);
@@ -386,7 +394,7 @@ fn replay<P: Peer>(
                 }
                 task.in_flight.fetch_sub(1, Ordering::Release);
             });
-            s.offered.fetch_add(1, Ordering::Relaxed);
+            s.tally.offered.fetch_add(1, Ordering::Relaxed);
         }
         let deadline = Instant::now() + DRAIN_LIMIT;
         while shared.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {

@@ -48,13 +48,29 @@ pub struct ReadBack {
     pub foreign: u64,
 }
 
+/// The read-back's counts, and which acknowledged writes it did not find.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Findings {
+    /// The counts.
+    pub counts: ReadBack,
+    /// The event indices of the lost writes (`counts.lost` of them, ascending), so the report
+    /// can say when in the trace they were scheduled.
+    pub lost_writes: Vec<usize>,
+}
+
 /// Reads back every key `run` sent a write to, from the masters in `map`, and judges every
-/// write (see the [module docs](self)).
+/// write (see the [module docs](self)). `progress` is called after every pipelined batch with
+/// the number of writes judged so far (out of the writes with an outcome).
 ///
 /// # Errors
 ///
 /// A message naming the master that could not be read, or a reply that is not a hash.
-pub fn read_back(map: &NodeMap, trace: &Trace, run: &PathRun) -> Result<ReadBack, String> {
+pub fn read_back(
+    map: &NodeMap,
+    trace: &Trace,
+    run: &PathRun,
+    mut progress: impl FnMut(u64),
+) -> Result<Findings, String> {
     // Per key: the writes offered to it, by index.
     let mut writes: HashMap<u32, Vec<usize>> = HashMap::new();
     for (i, r) in run.records.iter().enumerate() {
@@ -74,6 +90,8 @@ pub fn read_back(map: &NodeMap, trace: &Trace, run: &PathRun) -> Result<ReadBack
         keys_checked: writes.len() as u64,
         ..ReadBack::default()
     };
+    let mut lost_writes = Vec::new();
+    let mut judged = 0u64;
     let mut cmd = Vec::with_capacity(64 * 1024);
     for (master, keys) in &by_master {
         let mut conn = RawConn::connect(master).map_err(|e| format!("{master}: {e}"))?;
@@ -92,11 +110,17 @@ pub fn read_back(map: &NodeMap, trace: &Trace, run: &PathRun) -> Result<ReadBack
                 let value = conn.read_value().map_err(|e| format!("{master}: {e}"))?;
                 let fields = hash_fields(value)
                     .map_err(|other| format!("{master}: HGETALL {name} answered {other:?}"))?;
-                judge(&mut found, &writes[&k], &fields, run);
+                judge(&mut found, &mut lost_writes, &writes[&k], &fields, run);
+                judged += writes[&k].len() as u64;
             }
+            progress(judged);
         }
     }
-    Ok(found)
+    lost_writes.sort_unstable();
+    Ok(Findings {
+        counts: found,
+        lost_writes,
+    })
 }
 
 /// A `HGETALL` reply as field → value (RESP2 flat array or RESP3 map).
@@ -119,9 +143,11 @@ fn hash_fields(value: Value) -> Result<HashMap<Vec<u8>, Vec<u8>>, Value> {
     Ok(fields)
 }
 
-/// Judges the writes `to_key` (event indices) against the fields their key holds.
+/// Judges the writes `to_key` (event indices) against the fields their key holds; the lost
+/// ones are added to `lost`.
 fn judge(
     found: &mut ReadBack,
+    lost: &mut Vec<usize>,
     to_key: &[usize],
     fields: &HashMap<Vec<u8>, Vec<u8>>,
     run: &PathRun,
@@ -138,6 +164,7 @@ fn judge(
             (Outcome::Ok, false) => {
                 found.acked_checked += 1;
                 found.lost += 1;
+                lost.push(i);
             }
             (Outcome::Refused, true) => found.phantom += 1,
             (Outcome::Unknown, true) => found.unknown_applied += 1,
@@ -186,10 +213,12 @@ mod tests {
         use Outcome::{Ok, Refused, Unknown};
         let run = run(&[Ok, Ok, Refused, Refused, Unknown, Unknown, Ok]);
         let mut found = ReadBack::default();
+        let mut lost = Vec::new();
         // Write 1 (acknowledged) is missing even though a later write to the key (6) landed:
         // the last-value check this replaces could not see that.
         judge(
             &mut found,
+            &mut lost,
             &[0, 1, 2, 3, 4, 5, 6],
             &hash(&[0, 3, 4, 6, 99]),
             &run,
@@ -206,6 +235,7 @@ mod tests {
                 foreign: 1,
             }
         );
+        assert_eq!(lost, [1], "the lost write by index");
     }
 
     #[test]
@@ -215,8 +245,10 @@ mod tests {
         let wrong = fields.remove(b"7".as_slice()).expect("field 7");
         fields.insert(b"0".to_vec(), wrong);
         let mut found = ReadBack::default();
-        judge(&mut found, &[0], &fields, &run);
+        let mut lost = Vec::new();
+        judge(&mut found, &mut lost, &[0], &fields, &run);
         assert_eq!((found.acked_checked, found.lost, found.foreign), (1, 1, 0));
+        assert_eq!(lost, [0]);
     }
 
     #[test]

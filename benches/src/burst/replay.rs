@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use slotline_client::{Client, CommitError, ReplyFuture};
 
 use super::readback::field_name;
-use super::sidecar::{own_kernel_bytes, unix_us};
+use super::sidecar::{own_kernel_bytes, read_status_kib, unix_us};
 use super::trace::Trace;
 
 /// What became of one offered write, as its caller saw it.
@@ -75,6 +75,69 @@ pub struct DepthSample {
     pub bytes: u64,
     /// Bytes in the path's sockets' kernel queues (0 if not sampled).
     pub kernel_bytes: u64,
+    /// The `burst` process's resident set (`VmRSS`), KiB, where this sample read it
+    /// (every 100 ms); the callers and any in-process client live there.
+    pub rss_kib: Option<u64>,
+    /// The sidecar proxy process's resident set (`VmRSS`), KiB (sidecar path only).
+    pub proxy_rss_kib: Option<u64>,
+}
+
+/// A reading of the resident sets on a path, taken by [`sample_rss`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RssSample {
+    /// When, microseconds since the Unix epoch.
+    pub unix_us: u64,
+    /// This process's `VmRSS`, KiB (`None` if unreadable).
+    pub rss_kib: Option<u64>,
+    /// The other process's `VmRSS`, KiB (`None` if none was given or it is gone).
+    pub other_kib: Option<u64>,
+}
+
+/// Reads this process's resident set, and `other`'s if given (a process id), every 100 ms
+/// until `stop` is set; one [`RssSample`] per reading (at most 10 a second, so bounded by the
+/// run's length).
+pub fn sample_rss(other: Option<u32>, stop: &AtomicBool) -> Vec<RssSample> {
+    let other = other.map(|pid| pid.to_string());
+    let mut samples = Vec::with_capacity(1024);
+    while !stop.load(Ordering::Relaxed) {
+        samples.push(RssSample {
+            unix_us: unix_us(),
+            rss_kib: read_status_kib("self", "VmRSS"),
+            other_kib: other
+                .as_deref()
+                .and_then(|pid| read_status_kib(pid, "VmRSS")),
+        });
+        thread::sleep(Duration::from_millis(100));
+    }
+    samples
+}
+
+/// Gives each sample of `samples` (sorted by time, microseconds since `start_unix_us`) the
+/// latest reading of `rss` (sorted by time) taken at or before it, or the first reading for
+/// samples older than every reading: this process's as `rss_kib`, the other's as
+/// `proxy_rss_kib`.
+pub fn attach_rss(samples: &mut [DepthSample], rss: &[RssSample], start_unix_us: u64) {
+    let mut next = 0;
+    for s in samples.iter_mut() {
+        let at = start_unix_us + s.t_us;
+        while next < rss.len() && rss[next].unix_us <= at {
+            next += 1;
+        }
+        if let Some(r) = rss.get(next.saturating_sub(1)) {
+            s.rss_kib = r.rss_kib;
+            s.proxy_rss_kib = r.other_kib;
+        }
+    }
+}
+
+/// What a replay shares with the progress display while it runs.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Writes offered so far.
+    pub offered: AtomicUsize,
+    /// Writes the path is done with so far, as last sampled: answered or refused (clients),
+    /// executed by Redis (sidecar). Lags `offered` by what the path holds.
+    pub settled: AtomicUsize,
 }
 
 /// The raw outcome of replaying one trace through one path.
@@ -125,18 +188,18 @@ pub(super) struct Schedule<'a> {
     pub(super) trace: &'a Trace,
     pub(super) start: Instant,
     next: AtomicUsize,
-    /// Events offered so far (for the progress bar).
-    pub(super) offered: &'a AtomicUsize,
+    /// Writes offered and settled so far (for the progress bar).
+    pub(super) tally: &'a Tally,
 }
 
 impl<'a> Schedule<'a> {
     /// A schedule for `trace` whose time zero is now.
-    pub(super) fn new(trace: &'a Trace, offered: &'a AtomicUsize) -> Self {
+    pub(super) fn new(trace: &'a Trace, tally: &'a Tally) -> Self {
         Schedule {
             trace,
             start: Instant::now(),
             next: AtomicUsize::new(0),
-            offered,
+            tally,
         }
     }
 
@@ -328,7 +391,7 @@ fn slotline_caller(s: &Schedule<'_>, client: &Client) -> CallerResult {
             send_us: now,
         });
         live += 1;
-        s.offered.fetch_add(1, Ordering::Relaxed);
+        s.tally.offered.fetch_add(1, Ordering::Relaxed);
         poll(id, &mut slab, &mut free, &mut live, &mut out);
         next = s.claim();
     }
@@ -343,10 +406,10 @@ pub fn replay_slotline(
     callers: usize,
     redis_ports: &[u16],
     op_bytes: u64,
-    offered: &AtomicUsize,
+    tally: &Tally,
 ) -> PathRun {
     let start_unix_us = unix_us();
-    let s = Schedule::new(trace, offered);
+    let s = Schedule::new(trace, tally);
     let stop = AtomicBool::new(false);
     let (results, samples) = thread::scope(|scope| {
         let sampler = scope.spawn(|| {
@@ -357,14 +420,23 @@ pub fn replay_slotline(
                 let m = client.metrics();
                 let queued = m.total.ring.map_or(0, |r| r.len as u64);
                 let depth = queued + m.total.in_flight;
+                let offered = s.tally.offered.load(Ordering::Relaxed);
+                s.tally
+                    .settled
+                    .store(offered.saturating_sub(depth as usize), Ordering::Relaxed);
+                // /proc every 100 ms.
+                let mut rss_kib = None;
                 if i % 2 == 0 {
                     kernel = own_kernel_bytes(redis_ports);
+                    rss_kib = read_status_kib("self", "VmRSS");
                 }
                 samples.push(DepthSample {
                     t_us: s.now_us(),
                     depth,
                     bytes: depth * op_bytes,
                     kernel_bytes: kernel,
+                    rss_kib,
+                    proxy_rss_kib: None,
                 });
                 i += 1;
                 thread::sleep(Duration::from_millis(50));
@@ -477,7 +549,7 @@ fn sidecar_caller(s: &Schedule<'_>, addr: &str) -> Result<CallerResult, String> 
                 ],
             );
             tx.send((i, now)).expect("reader alive");
-            s.offered.fetch_add(1, Ordering::Relaxed);
+            s.tally.offered.fetch_add(1, Ordering::Relaxed);
             if writer.write_all(&cmd).is_err() {
                 // The reader will find no reply for this and later writes.
                 let _ = writer.shutdown(std::net::Shutdown::Both);
@@ -497,10 +569,10 @@ pub fn replay_sidecar(
     trace: &Trace,
     addr: &str,
     callers: usize,
-    offered: &AtomicUsize,
+    tally: &Tally,
 ) -> Result<PathRun, String> {
     let start_unix_us = unix_us();
-    let s = Schedule::new(trace, offered);
+    let s = Schedule::new(trace, tally);
     let results = thread::scope(|scope| {
         let handles: Vec<_> = (0..callers)
             .map(|_| scope.spawn(|| sidecar_caller(&s, addr)))

@@ -36,7 +36,7 @@ use super::sidecar::SidecarParams;
 use super::trace::{RateStats, Trace};
 
 /// Version of the JSON layout; bump it when a field changes meaning.
-pub const SCHEMA: u32 = 3;
+pub const SCHEMA: u32 = 4;
 /// Width of one time-series bucket, milliseconds.
 pub const BUCKET_MS: u64 = 100;
 
@@ -192,7 +192,10 @@ impl Latency {
     }
 }
 
-/// One 100 ms bucket of a run's time series (by scheduled time).
+/// One 100 ms bucket of a run's time series. The series runs from the replay's start to the
+/// end of the trace or of the drain (the last write confirmed in Redis or answered), whichever
+/// is later, so a backlog drained after the trace shows. Each field says which clock it
+/// buckets writes by: their scheduled time, or when something happened to them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Bucket {
     /// Bucket start, seconds from the replay's start.
@@ -207,6 +210,32 @@ pub struct Bucket {
     pub in_redis_p99_ms: Option<f64>,
     /// Largest sampled queue depth in the bucket (the last one carried over if none).
     pub depth: u64,
+    /// Writes confirmed in Redis in the bucket (by confirmation time), per second: when the
+    /// sidecar proxy saw Redis's reply (not its enqueue ACK); for the clients, whose ACK is
+    /// Redis's reply, their acknowledgements.
+    #[serde(default)]
+    pub confirmed_per_s: f64,
+    /// Writes whose callers were told of a failure (refused or unknown) in the bucket (by
+    /// the time they were told), per second.
+    #[serde(default)]
+    pub failed_per_s: f64,
+    /// Growth of the `burst` process's resident set (callers, and the client on the slotline
+    /// and peer paths) above its level when the replay started, KiB: the largest sample in
+    /// the bucket; `None` if no sample in the bucket read it.
+    #[serde(default)]
+    pub rss_kib: Option<u64>,
+    /// The sidecar proxy process's resident set, KiB: the largest sample in the bucket
+    /// (sidecar path only; `None` elsewhere or if not sampled).
+    #[serde(default)]
+    pub proxy_rss_kib: Option<u64>,
+    /// Acknowledged writes the read-back did not find, scheduled up to the end of this bucket
+    /// (cumulative, by scheduled time).
+    #[serde(default)]
+    pub lost_cum: u64,
+    /// Writes whose callers were told of a failure, scheduled up to the end of this bucket
+    /// (cumulative, by scheduled time).
+    #[serde(default)]
+    pub failed_cum: u64,
 }
 
 /// Resident memory of the processes on a path, KiB.
@@ -351,6 +380,9 @@ pub struct PathExtras {
     pub peak_rss: Rss,
     /// See [`PathReport::outage_ms`].
     pub outage_ms: Option<(f64, f64)>,
+    /// Event indices of the acknowledged writes the read-back did not find
+    /// ([`super::readback::Findings::lost_writes`]), for [`Bucket::lost_cum`].
+    pub lost_writes: Vec<usize>,
 }
 
 impl PathReport {
@@ -364,13 +396,36 @@ impl PathReport {
         let mut counts = [0u64; 4];
         let mut caller = Vec::with_capacity(run.records.len());
         let mut in_redis = Vec::with_capacity(run.records.len());
+        let in_redis_at = |i: usize| match &run.in_redis_us {
+            Some(v) => v.get(i).copied().flatten(),
+            None => Some(run.records[i].done_us),
+        };
+        // The end: the last write confirmed in Redis or answered (refusals are answered at
+        // once and do not extend it).
         let mut end_us = 0u64;
-        let buckets = (trace.span_us().div_ceil(BUCKET_MS * 1000)).max(1) as usize;
+        for (i, r) in run.records.iter().enumerate() {
+            match r.outcome {
+                Outcome::Ok => {
+                    end_us = end_us.max(r.done_us);
+                    if let Some(t) = in_redis_at(i) {
+                        end_us = end_us.max(t);
+                    }
+                }
+                Outcome::Unknown => end_us = end_us.max(r.done_us),
+                Outcome::Refused | Outcome::Pending => {}
+            }
+        }
+        let bucket_us = BUCKET_MS * 1000;
+        let buckets = (trace.span_us().max(end_us + 1).div_ceil(bucket_us)).max(1) as usize;
         let mut offered_b = vec![0u64; buckets];
         let mut acked_b = vec![0u64; buckets];
         let mut refused_b = vec![0u64; buckets];
+        let mut confirmed_b = vec![0u64; buckets];
+        let mut failed_b = vec![0u64; buckets];
+        let mut failed_sched_b = vec![0u64; buckets];
+        let mut lost_b = vec![0u64; buckets];
         let mut lat_b: Vec<Vec<u64>> = vec![Vec::new(); buckets];
-        let bucket_of = |t_us: u64| ((t_us / (BUCKET_MS * 1000)) as usize).min(buckets - 1);
+        let bucket_of = |t_us: u64| ((t_us / bucket_us) as usize).min(buckets - 1);
         for (i, r) in run.records.iter().enumerate() {
             let sched = trace.events[i].t_us;
             let b = bucket_of(sched);
@@ -389,35 +444,56 @@ impl PathReport {
             match r.outcome {
                 Outcome::Ok => {
                     acked_b[bucket_of(r.done_us)] += 1;
-                    let in_redis_at = match &run.in_redis_us {
-                        Some(v) => v[i],
-                        None => Some(r.done_us),
-                    };
-                    if let Some(t) = in_redis_at {
+                    if let Some(t) = in_redis_at(i) {
                         let lat = t.saturating_sub(sched);
                         in_redis.push(lat);
                         lat_b[b].push(lat);
-                        end_us = end_us.max(t);
+                        confirmed_b[bucket_of(t)] += 1;
                     }
-                    end_us = end_us.max(r.done_us);
                 }
-                Outcome::Refused => refused_b[b] += 1,
-                _ => end_us = end_us.max(r.done_us),
+                Outcome::Refused | Outcome::Unknown => {
+                    if r.outcome == Outcome::Refused {
+                        refused_b[b] += 1;
+                    }
+                    failed_b[bucket_of(r.done_us)] += 1;
+                    failed_sched_b[b] += 1;
+                }
+                Outcome::Pending => {}
+            }
+        }
+        for &i in &extras.lost_writes {
+            if let Some(e) = trace.events.get(i) {
+                lost_b[bucket_of(e.t_us)] += 1;
             }
         }
         let per_s = 1000.0 / BUCKET_MS as f64;
         let mut depth_b = vec![None::<u64>; buckets];
+        let mut rss_b = vec![None::<u64>; buckets];
+        let mut proxy_rss_b = vec![None::<u64>; buckets];
+        let max_in = |slot: &mut Option<u64>, v: Option<u64>| {
+            if let Some(v) = v {
+                *slot = Some(slot.unwrap_or(0).max(v));
+            }
+        };
         for s in &run.samples {
-            let b = bucket_of(s.t_us);
-            if s.t_us / (BUCKET_MS * 1000) < buckets as u64 {
-                depth_b[b] = Some(depth_b[b].unwrap_or(0).max(s.depth));
+            if s.t_us / bucket_us < buckets as u64 {
+                let b = bucket_of(s.t_us);
+                max_in(&mut depth_b[b], Some(s.depth));
+                max_in(
+                    &mut rss_b[b],
+                    s.rss_kib.map(|k| k.saturating_sub(run.caller_base_rss_kib)),
+                );
+                max_in(&mut proxy_rss_b[b], s.proxy_rss_kib);
             }
         }
         let mut carry = 0;
+        let (mut lost_cum, mut failed_cum) = (0, 0);
         let series = (0..buckets)
             .map(|b| {
                 let depth = depth_b[b].unwrap_or(carry);
                 carry = depth;
+                lost_cum += lost_b[b];
+                failed_cum += failed_sched_b[b];
                 Bucket {
                     t_s: b as f64 * BUCKET_MS as f64 / 1e3,
                     offered_per_s: offered_b[b] as f64 * per_s,
@@ -425,6 +501,12 @@ impl PathReport {
                     refused_per_s: refused_b[b] as f64 * per_s,
                     in_redis_p99_ms: (!lat_b[b].is_empty()).then(|| Latency::of(&mut lat_b[b]).p99),
                     depth,
+                    confirmed_per_s: confirmed_b[b] as f64 * per_s,
+                    failed_per_s: failed_b[b] as f64 * per_s,
+                    rss_kib: rss_b[b],
+                    proxy_rss_kib: proxy_rss_b[b],
+                    lost_cum,
+                    failed_cum,
                 }
             })
             .collect();
