@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     match args::parse(&argv) {
         Ok(args::Command::Help) => {
-            print!("{}", args::HELP);
+            print!("{}", args::help());
             ExitCode::SUCCESS
         }
         Ok(args::Command::Proxy(rest)) => match burst::sidecar::proxy_main(&rest) {
