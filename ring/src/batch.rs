@@ -50,7 +50,7 @@ use core::iter::FusedIterator;
 use core::mem::{self, MaybeUninit};
 use core::ptr;
 
-use crate::ring::Ring;
+use crate::ring::{Ring, Slot};
 use crate::sync::{Backoff, Ordering};
 
 impl<T> Ring<T> {
@@ -108,12 +108,10 @@ impl<T> Ring<T> {
             };
             let waiting = self.push_waiters();
             let mut chunk = Chunk::<T, N>::new();
-            let mut position = head;
-            for _ in 0..count {
-                let slot = self.slot(position);
+            self.each_slot(head, count, |position, slot| {
                 // SAFETY: the head CAS in `claim_ready` made us the only consumer of the
-                // `count` written slots from `head` on; each is read once (`position` moves
-                // on), and its stamp was loaded with Acquire after the producer's write.
+                // `count` written slots from `head` on; `each_slot` visits each once, and its
+                // stamp was loaded with Acquire after the producer's write.
                 let value = slot
                     .value
                     .with_mut(|cell| unsafe { cell.read().assume_init() });
@@ -121,8 +119,7 @@ impl<T> Ring<T> {
                 // Set to `{ lap: lap + 1, index }`: empty for the next lap.
                 slot.stamp
                     .store(position.wrapping_add(self.one_lap), Ordering::Release);
-                position = self.next(position);
-            }
+            });
             total += count;
             self.wake_pushers(waiting, count);
             // Every slot is released: user code may run now. Items `extend` does not take are
@@ -160,15 +157,8 @@ impl<T> Ring<T> {
             // stamps are read at different moments, and a slot one lap on could pass the
             // check if the head moved in between (the CAS would then fail anyway).
             let limit = max.min(self.cap);
-            let mut count = 1;
-            let mut end = self.next(head);
-            while count < limit {
-                if self.slot(end).stamp.load(Ordering::Acquire) != end.wrapping_add(1) {
-                    break;
-                }
-                count += 1;
-                end = self.next(end);
-            }
+            let count = 1 + self.run_of(self.next(head), limit - 1, 1);
+            let end = self.advance(head, count);
             match self
                 .head
                 .compare_exchange_weak(head, end, Ordering::SeqCst, Ordering::Relaxed)
@@ -206,15 +196,8 @@ impl<T> Ring<T> {
             // Count the empty slots from the tail on, stopping at the capacity (see
             // `claim_ready`).
             let limit = max.min(self.cap);
-            let mut count = 1;
-            let mut end = self.next(tail);
-            while count < limit {
-                if self.slot(end).stamp.load(Ordering::Acquire) != end {
-                    break;
-                }
-                count += 1;
-                end = self.next(end);
-            }
+            let count = 1 + self.run_of(self.next(tail), limit - 1, 0);
+            let end = self.advance(tail, count);
             match self
                 .tail
                 .compare_exchange_weak(tail, end, Ordering::SeqCst, Ordering::Acquire)
@@ -230,10 +213,69 @@ impl<T> Ring<T> {
         }
     }
 
+    /// The position `n` (at most the capacity) after `position`: `next` applied `n` times.
+    #[inline(always)]
+    fn advance(&self, position: usize, n: usize) -> usize {
+        debug_assert!(n <= self.cap);
+        let index = self.index(position);
+        if index + n < self.cap {
+            // `{ lap, index: index + n }`.
+            position + n
+        } else {
+            // `{ lap: lap + 1, index: index + n - cap }`.
+            self.lap_start_after(position)
+                .wrapping_add(index + n - self.cap)
+        }
+    }
+
+    /// `{ lap: lap + 1, index: 0 }` for a position `{ lap, index }`.
+    #[inline(always)]
+    fn lap_start_after(&self, position: usize) -> usize {
+        (position & !(self.one_lap - 1)).wrapping_add(self.one_lap)
+    }
+
+    /// Calls `f(position, slot)` for the `count` (at most the capacity) positions from
+    /// `start` on, in order: at most two runs of adjacent slots (before and after the wrap),
+    /// walked as slices, with no per-slot wrap test.
+    #[inline(always)]
+    fn each_slot(&self, start: usize, count: usize, mut f: impl FnMut(usize, &Slot<T>)) {
+        debug_assert!(count <= self.cap);
+        let index = self.index(start);
+        let first = count.min(self.cap - index);
+        for (k, slot) in self.buffer[index..index + first].iter().enumerate() {
+            f(start.wrapping_add(k), slot);
+        }
+        let wrapped = self.lap_start_after(start);
+        for (k, slot) in self.buffer[..count - first].iter().enumerate() {
+            f(wrapped.wrapping_add(k), slot);
+        }
+    }
+
+    /// How many slots in a row from `start` on (at most `limit`, itself at most the
+    /// capacity) have the stamp `position + delta`: empty for a push at that position
+    /// (`delta` 0) or written for a pop there (`delta` 1). Stops at the first that does not.
+    #[inline(always)]
+    fn run_of(&self, start: usize, limit: usize, delta: usize) -> usize {
+        debug_assert!(limit <= self.cap);
+        let index = self.index(start);
+        let first = limit.min(self.cap - index);
+        for (k, slot) in self.buffer[index..index + first].iter().enumerate() {
+            if slot.stamp.load(Ordering::Acquire) != start.wrapping_add(k + delta) {
+                return k;
+            }
+        }
+        let wrapped = self.lap_start_after(start);
+        for (k, slot) in self.buffer[..limit - first].iter().enumerate() {
+            if slot.stamp.load(Ordering::Acquire) != wrapped.wrapping_add(k + delta) {
+                return first + k;
+            }
+        }
+        limit
+    }
+
     /// Writes `value` into a slot claimed by `claim_empty` and publishes it.
     #[inline(always)]
-    fn publish(&self, position: usize, value: T) {
-        let slot = self.slot(position);
+    fn publish(&self, slot: &Slot<T>, position: usize, value: T) {
         // SAFETY: the tail CAS in `claim_empty` made us the only producer of this empty slot;
         // its stamp (Acquire) ordered us after the consumer that emptied it.
         slot.value
@@ -276,11 +318,13 @@ impl<T> Ring<T> {
         };
         let waiting = self.pop_waiters();
         // `drain` yields exactly `count` items and runs no user code.
-        let mut position = tail;
-        for value in items.drain(..count) {
-            self.publish(position, value);
-            position = self.next(position);
-        }
+        let mut values = items.drain(..count);
+        self.each_slot(tail, count, |position, slot| {
+            let value = values
+                .next()
+                .expect("`drain(..count)` yields `count` items");
+            self.publish(slot, position, value);
+        });
         self.wake_poppers(waiting, count);
         count
     }
@@ -316,11 +360,11 @@ impl<T> Ring<T> {
             return 0;
         };
         let waiting = self.pop_waiters();
-        let mut position = tail;
-        for &value in &items[..count] {
-            self.publish(position, value);
-            position = self.next(position);
-        }
+        let mut values = items[..count].iter();
+        self.each_slot(tail, count, |position, slot| {
+            let value = *values.next().expect("`items[..count]` has `count` items");
+            self.publish(slot, position, value);
+        });
         self.wake_poppers(waiting, count);
         count
     }

@@ -13,6 +13,7 @@ enum Op {
     Force(u32),
     PopBatch(usize),
     PushBatch(Vec<u32>),
+    PushSlice(Vec<u32>),
     PushBelow(u32, usize),
     Check,
 }
@@ -24,6 +25,7 @@ fn op(cap: usize) -> impl Strategy<Value = Op> {
         2 => any::<u32>().prop_map(Op::Force),
         2 => (0..cap + 3).prop_map(Op::PopBatch),
         2 => proptest::collection::vec(any::<u32>(), 0..cap + 3).prop_map(Op::PushBatch),
+        2 => proptest::collection::vec(any::<u32>(), 0..cap + 3).prop_map(Op::PushSlice),
         2 => (any::<u32>(), 0..cap + 2).prop_map(|(v, l)| Op::PushBelow(v, l)),
         1 => Just(Op::Check),
     ]
@@ -80,6 +82,12 @@ fn check(cap: usize, ops: &[Op]) {
                 let fit = items.len().min(cap - model.len());
                 assert_eq!(n, fit, "step {step}: {op:?}");
                 assert_eq!(rest, items[fit..], "step {step}: {op:?}");
+                model.extend(&items[..fit]);
+            }
+            Op::PushSlice(items) => {
+                let n = ring.push_slice(items);
+                let fit = items.len().min(cap - model.len());
+                assert_eq!(n, fit, "step {step}: {op:?}");
                 model.extend(&items[..fit]);
             }
             Op::PushBelow(v, limit) => {
