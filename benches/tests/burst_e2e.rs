@@ -51,6 +51,15 @@ fn offered_equals_acknowledged_plus_refused_and_slotline_loses_nothing() {
     assert_eq!(paths, ["sidecar", "slotline", "redis-rs", "fred"]);
     let events = report.traces[0].events;
     assert!(events > 3_000, "a 2 s trace at 3000/s has {events} events");
+    // The floor is computed from the confirmed rates the runs reached.
+    let ideal = report.traces[0].ideal.expect("the ideal queue of the trace");
+    let best = report
+        .runs
+        .iter()
+        .flat_map(|r| r.series.iter().map(|b| b.confirmed_per_s))
+        .fold(0.0f64, f64::max);
+    assert_eq!(ideal.rate_per_s, best);
+    assert!(ideal.p99_ms > 0.0 && ideal.p99_at_double_rate_ms <= ideal.p99_ms);
     for r in &report.runs {
         let who = format!("{} / {}", r.path, r.trace);
         assert_eq!(r.offered, events, "{who}");

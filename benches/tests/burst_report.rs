@@ -624,3 +624,38 @@ fn each_depth_sample_takes_the_latest_memory_reading_before_it() {
         ]
     );
 }
+
+#[test]
+fn the_ideal_queue_waits_only_for_earlier_writes_at_its_rate() {
+    use slotline_bench::burst::report::IdealQueue;
+    // Writes 1 ms apart served at 2,000/s never queue: each waits its 0.5 ms of service.
+    let spaced = Trace {
+        name: "spaced".to_owned(),
+        keys: vec!["k".to_owned()],
+        events: (0..1000)
+            .map(|i| Event {
+                t_us: i * 1000,
+                key: 0,
+                bytes: 40,
+            })
+            .collect(),
+    };
+    let i = IdealQueue::on(&spaced, 2_000.0);
+    assert!((i.p99_ms - 0.5).abs() < 1e-9, "{i:?}");
+    // The same writes in one burst of 1,000 at t = 0: the 990th waits 990 × 0.5 ms.
+    let burst = Trace {
+        events: (0..1000)
+            .map(|_| Event {
+                t_us: 0,
+                key: 0,
+                bytes: 40,
+            })
+            .collect(),
+        ..spaced
+    };
+    let i = IdealQueue::on(&burst, 2_000.0);
+    assert!((i.p99_ms - 495.0).abs() < 1e-9, "{i:?}");
+    assert!((i.p99_at_double_rate_ms - 247.5).abs() < 1e-9, "{i:?}");
+    // No rate, no claim.
+    assert_eq!(IdealQueue::on(&burst, 0.0).p99_ms, 0.0);
+}

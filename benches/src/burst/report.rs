@@ -138,6 +138,77 @@ pub struct TraceSummary {
     pub rate_10ms: RateStats,
     /// Rate in 100 ms bins.
     pub rate_100ms: RateStats,
+    /// What a write path without overhead would have shown on this trace, at the best rate
+    /// the cluster confirmed writes during the run ([`IdealQueue`]); filled in after the
+    /// replays.
+    #[serde(default)]
+    pub ideal: Option<IdealQueue>,
+}
+
+/// A lower bound for any write path's latency on a trace: one first-in first-out server that
+/// confirms writes at a fixed rate, with no other cost. A write waits only for the writes
+/// scheduled before it that the server has not finished. If this ideal path's p99 is above a
+/// target, no real path reaches the target on that cluster: the writes must queue somewhere.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct IdealQueue {
+    /// The server's rate, writes/s: the highest 100 ms confirmed-in-Redis rate any path
+    /// reached in the whole run (the cluster's demonstrated capacity, an underestimate of
+    /// its peak over shorter spans).
+    pub rate_per_s: f64,
+    /// p99 of the ideal latency (scheduled time to confirmation), ms.
+    pub p99_ms: f64,
+    /// The same at twice the rate, ms: how much a faster cluster would change it.
+    pub p99_at_double_rate_ms: f64,
+}
+
+impl IdealQueue {
+    /// The ideal queue on `trace` at `rate` writes/s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use slotline_bench::burst::report::IdealQueue;
+    /// use slotline_bench::burst::trace::{Event, Trace};
+    ///
+    /// // 100 writes at the same instant, served at 1,000/s: the last waits 100 ms.
+    /// let trace = Trace {
+    ///     name: "spike".into(),
+    ///     keys: vec!["k".into()],
+    ///     events: (0..100).map(|_| Event { t_us: 0, key: 0, bytes: 40 }).collect(),
+    /// };
+    /// let ideal = IdealQueue::on(&trace, 1_000.0);
+    /// assert!((ideal.p99_ms - 99.0).abs() < 1e-6);
+    /// assert!((ideal.p99_at_double_rate_ms - 49.5).abs() < 1e-6);
+    /// ```
+    pub fn on(trace: &Trace, rate: f64) -> IdealQueue {
+        IdealQueue {
+            rate_per_s: rate,
+            p99_ms: ideal_p99_ms(trace, rate),
+            p99_at_double_rate_ms: ideal_p99_ms(trace, rate * 2.0),
+        }
+    }
+}
+
+/// p99 of the waits of `trace`'s writes through a FIFO server of `rate` writes/s, ms.
+fn ideal_p99_ms(trace: &Trace, rate: f64) -> f64 {
+    if trace.events.is_empty() || !(rate.is_finite() && rate > 0.0) {
+        return 0.0;
+    }
+    let service_us = 1e6 / rate;
+    let mut free_at = f64::MIN;
+    let mut waits: Vec<f64> = trace
+        .events
+        .iter()
+        .map(|e| {
+            let t = e.t_us as f64;
+            let done = free_at.max(t) + service_us;
+            free_at = done;
+            done - t
+        })
+        .collect();
+    waits.sort_by(f64::total_cmp);
+    let i = ((waits.len() as f64 * 0.99).ceil() as usize).clamp(1, waits.len()) - 1;
+    waits[i] / 1e3
 }
 
 impl TraceSummary {
@@ -151,6 +222,7 @@ impl TraceSummary {
             events: trace.events.len() as u64,
             keys: keys.len() as u64,
             duration_s: trace.span_us() as f64 / 1e6,
+            ideal: None,
             rate_10ms: trace.rate_stats(10),
             rate_100ms: trace.rate_stats(100),
         }
