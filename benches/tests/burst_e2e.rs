@@ -52,7 +52,9 @@ fn offered_equals_acknowledged_plus_refused_and_slotline_loses_nothing() {
     let events = report.traces[0].events;
     assert!(events > 3_000, "a 2 s trace at 3000/s has {events} events");
     // The floor is computed from the confirmed rates the runs reached.
-    let ideal = report.traces[0].ideal.expect("the ideal queue of the trace");
+    let ideal = report.traces[0]
+        .ideal
+        .expect("the ideal queue of the trace");
     let best = report
         .runs
         .iter()

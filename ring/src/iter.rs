@@ -4,6 +4,7 @@ use core::fmt;
 use core::iter::FusedIterator;
 
 use crate::ring::Ring;
+use crate::sync::Ordering;
 
 impl<T> Ring<T> {
     /// An iterator that pops ready items, oldest first, until [`try_pop`](Ring::try_pop)
@@ -54,6 +55,43 @@ impl<T> Ring<T> {
     /// ```
     pub fn clear(&self) -> usize {
         self.try_iter().map(drop).count()
+    }
+
+    /// The oldest item, without popping it.
+    ///
+    /// It takes `&mut self`: with the ring shared, another consumer could pop the item (and
+    /// move it out) while the reference lives, so a shared `peek` cannot be sound. Through
+    /// `&mut`, no operation is in flight, and the item at the head is the oldest one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # slotline_ring::__doctest(|| {
+    /// use slotline_ring::Ring;
+    ///
+    /// let mut ring = Ring::new(2);
+    /// assert_eq!(ring.peek(), None);
+    /// ring.try_push("a").unwrap();
+    /// ring.try_push("b").unwrap();
+    /// assert_eq!(ring.peek(), Some(&"a"));
+    /// assert_eq!(ring.try_pop(), Some("a"));
+    /// assert_eq!(ring.peek(), Some(&"b"));
+    /// # });
+    /// ```
+    pub fn peek(&mut self) -> Option<&T> {
+        let head = self.head.load(Ordering::Relaxed);
+        let slot = self.slot(head);
+        if slot.stamp.load(Ordering::Relaxed) != head.wrapping_add(1) {
+            return None;
+        }
+        // SAFETY: `&mut self` excludes every other operation, so no thread is between a
+        // claim and its stamp store: the stamp saying "written for this lap" at the head
+        // means the value is initialised, and nothing can move it out while the returned
+        // borrow (tied to `&mut self`) lives.
+        Some(
+            slot.value
+                .with_mut(|cell| unsafe { (*cell).assume_init_ref() }),
+        )
     }
 }
 

@@ -14,6 +14,7 @@ enum Op {
     PopBatch(usize),
     PushBatch(Vec<u32>),
     PushSlice(Vec<u32>),
+    Peek,
     PushBelow(u32, usize),
     Check,
 }
@@ -27,6 +28,7 @@ fn op(cap: usize) -> impl Strategy<Value = Op> {
         2 => proptest::collection::vec(any::<u32>(), 0..cap + 3).prop_map(Op::PushBatch),
         2 => proptest::collection::vec(any::<u32>(), 0..cap + 3).prop_map(Op::PushSlice),
         2 => (any::<u32>(), 0..cap + 2).prop_map(|(v, l)| Op::PushBelow(v, l)),
+        1 => Just(Op::Peek),
         1 => Just(Op::Check),
     ]
 }
@@ -46,7 +48,7 @@ fn case() -> impl Strategy<Value = (usize, Vec<Op>)> {
 
 /// Runs `ops` on a ring of `cap` slots and on the model, comparing after every step.
 fn check(cap: usize, ops: &[Op]) {
-    let ring = Ring::new(cap);
+    let mut ring = Ring::new(cap);
     let mut model: VecDeque<u32> = VecDeque::new();
     for (step, op) in ops.iter().enumerate() {
         match op {
@@ -99,6 +101,7 @@ fn check(cap: usize, ops: &[Op]) {
                     assert_eq!(got, Err(Full(*v)), "step {step}: {op:?}");
                 }
             }
+            Op::Peek => assert_eq!(ring.peek(), model.front(), "step {step}"),
             Op::Check => {}
         }
         assert_eq!(ring.len(), model.len(), "len after step {step}: {op:?}");
