@@ -7,7 +7,8 @@
 //! 1. **Traces** ([`trace`]): a seeded heavy-tailed trace (or a recorded CSV), and a Poisson
 //!    trace of the same mean and length for contrast.
 //! 2. **Cluster**: a local 3 + 3 Redis Cluster ([`slotline_testkit::LocalCluster`]) or the
-//!    `--nodes` given; `FLUSHALL` before every replay.
+//!    `--nodes` given; `FLUSHALL` before every replay. With `--link`, the local cluster runs
+//!    in a network namespace behind a shaped veth pair ([`link`]).
 //! 3. **Replays** ([`replay`]): each trace through each path, open loop, latency from the
 //!    scheduled time. The sidecar path talks to a proxy process ([`sidecar`]); the slotline
 //!    path uses [`slotline_client::Client`] configured from `geo_shard_client.yaml`; the
@@ -18,6 +19,7 @@
 //!    `report.json` and `report.svg`.
 
 pub mod args;
+pub mod link;
 pub mod net;
 pub mod peers;
 pub mod plot;
@@ -40,6 +42,7 @@ use slotline_client::{Client, Config, Op};
 use slotline_testkit::LocalCluster;
 
 use self::args::{Args, PathKind, TraceKind};
+use self::link::{KernelPeaks, Link, Owner};
 use self::readback::read_back;
 use self::replay::{replay_sidecar, replay_slotline, DepthSample, PathRun};
 use self::report::{
@@ -197,8 +200,12 @@ fn packed_len(key: usize, value: usize) -> usize {
 /// cannot start, a path that cannot connect.
 pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
     let started = Instant::now();
-    if args.link.is_some() {
-        return Err("--link: not available in this build".to_owned());
+    if args.link.is_some() && args.nodes.is_some() {
+        return Err(
+            "--link shapes the link to the local cluster it starts; it cannot be used with \
+             --nodes"
+                .to_owned(),
+        );
     }
     if args.nodes.is_some() && args.traces.contains(&TraceKind::HeavyOutage) {
         return Err(
@@ -209,6 +216,12 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
     }
     let traces = traces(args)?;
     let (mut config, config_path) = load_config(&args.config)?;
+    // Declared before the cluster so that it is dropped (torn down) after the cluster's
+    // nodes have stopped, on every return.
+    let link = match args.link {
+        Some(rate) => Some(Link::up(rate).map_err(|e| format!("--link: {e}"))?),
+        None => None,
+    };
 
     let progress = if args.progress {
         let total: usize = args
@@ -243,6 +256,7 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
         kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_owned())
             .unwrap_or_default(),
+        link: link.as_ref().map(|l| l.info().clone()),
         ..Machine::default()
     };
     let local = match &args.nodes {
@@ -252,12 +266,17 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
             // A node timeout above the outage: frozen together, the nodes come back as they
             // were (an outage, not a failover).
             let node_timeout = (args.outage.as_millis() as u64 * 2).max(5_000);
+            let mut builder = LocalCluster::builder().args([
+                "--cluster-node-timeout".to_owned(),
+                node_timeout.to_string(),
+            ]);
+            if let Some(link) = &link {
+                builder = builder
+                    .host(link.cluster_ip())
+                    .command_prefix(link.exec_prefix());
+            }
             Some(
-                LocalCluster::builder()
-                    .args([
-                        "--cluster-node-timeout".to_owned(),
-                        node_timeout.to_string(),
-                    ])
+                builder
                     .start()
                     .map_err(|e| format!("local cluster: {e}"))?,
             )
@@ -270,7 +289,14 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
             seeds
         }
         (None, Some(cluster)) => {
-            machine.cluster = "local: 3 masters + 3 replicas on 127.0.0.1".to_owned();
+            machine.cluster = match &link {
+                Some(link) => format!(
+                    "local: 3 masters + 3 replicas on {} in namespace {}",
+                    link.cluster_ip(),
+                    link.namespace()
+                ),
+                None => "local: 3 masters + 3 replicas on 127.0.0.1".to_owned(),
+            };
             machine.cluster_startup_s = cluster.startup_time().as_secs_f64();
             cluster
                 .seed_addrs()
@@ -403,6 +429,18 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
                 if let (Some(outage), Some(cluster)) = (&outage, &local) {
                     scope.spawn(|| freeze(cluster, outage, &offered, &ticking));
                 }
+                // With --link: the path's sockets to the masters, read with `ss`. The
+                // sidecar's are the proxy process's (a child of this one).
+                let kernel = link.as_ref().map(|link| {
+                    let owner = match path {
+                        PathKind::Sidecar => Owner::ChildrenOf(std::process::id()),
+                        _ => Owner::Pid(std::process::id()),
+                    };
+                    let (ticking, ports) = (&ticking, &master_ports);
+                    scope.spawn(move || {
+                        link::sample_kernel(ticking, link.cluster_ip(), ports, owner)
+                    })
+                });
                 let r = match path {
                     PathKind::Sidecar => {
                         run_sidecar(args, trace, &seeds, &program, &offered, &progress)
@@ -428,9 +466,13 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
                     ),
                 };
                 ticking.store(false, Ordering::Relaxed);
-                r
+                let kernel = kernel.map(|k| k.join().expect("the ss sampler panicked"));
+                r.map(|r| (r, kernel))
             });
-            let (run, mut extras) = result?;
+            let ((run, mut extras), kernel) = result?;
+            if let Some(peaks) = kernel {
+                with_link_peaks(&mut extras, &peaks);
+            }
             done_before += trace.events.len();
             progress.set_message(format!("{}: reading back `{}`", path.name(), trace.name));
             let found = read_back(&map, trace, &run)?;
@@ -481,6 +523,16 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
     let outputs = write_outputs(&report, &args.out)?;
     drop(local);
     Ok((report, outputs))
+}
+
+/// With `--link`, the kernel buffers come from `ss` for every path: the peak Σ `Send-Q` +
+/// `Recv-Q` of the path's sockets to the masters, and their send buffer sizes (`skmem` `tb`,
+/// as autotuned or set) in the first sample and at the peak.
+fn with_link_peaks(extras: &mut PathExtras, peaks: &KernelPeaks) {
+    extras.peak_kernel_bytes = Some(peaks.queued);
+    if peaks.samples_with_sockets > 0 {
+        extras.sndbuf_bytes = (peaks.sndbuf_first, peaks.sndbuf_peak);
+    }
 }
 
 /// When the `heavy-outage` scenario freezes the cluster.
@@ -743,6 +795,9 @@ pub fn summary(report: &Report, outputs: &Outputs) -> String {
         report.machine.cluster,
         report.wall_s
     ));
+    if let Some(link) = &report.machine.link {
+        s.push_str(&format!("{}\n", link.describe()));
+    }
     s.push_str(&format!("report: {}\n", outputs.json.display()));
     if let Some(svg) = &outputs.svg {
         s.push_str(&format!("plot:   {}\n", svg.display()));
