@@ -123,7 +123,15 @@ fn a_link_is_built_shaped_and_removed_with_everything_restored() {
             root_qdisc.contains("tbf") && root_qdisc.contains("rate 20Mbit"),
             "{root_qdisc}"
         );
-        let ns_qdisc = sh(&["tc", "-n", &ns, "qdisc", "show", "dev", &format!("slb{pid}n")]);
+        let ns_qdisc = sh(&[
+            "tc",
+            "-n",
+            &ns,
+            "qdisc",
+            "show",
+            "dev",
+            &format!("slb{pid}n"),
+        ]);
         assert!(
             ns_qdisc.contains("tbf") && ns_qdisc.contains("rate 20Mbit"),
             "{ns_qdisc}"
@@ -135,7 +143,10 @@ fn a_link_is_built_shaped_and_removed_with_everything_restored() {
         for (file, change) in SYSCTL_FILES.iter().zip(&info.sysctls) {
             let now = sysctl(file);
             assert!(max_of(&now) >= RAISED_MAX, "{file} = {now}");
-            assert_eq!(now.split_whitespace().collect::<Vec<_>>().join(" "), change.during);
+            assert_eq!(
+                now.split_whitespace().collect::<Vec<_>>().join(" "),
+                change.during
+            );
         }
         assert!(Path::new(STATE_DIR)
             .join(format!("slb-{pid}.sysctl"))
@@ -148,7 +159,10 @@ fn a_link_is_built_shaped_and_removed_with_everything_restored() {
             "cat",
             "/proc/sys/net/ipv4/tcp_wmem",
         ]);
-        assert!(max_of(&ns_wmem) >= RAISED_MAX, "in the namespace: {ns_wmem}");
+        assert!(
+            max_of(&ns_wmem) >= RAISED_MAX,
+            "in the namespace: {ns_wmem}"
+        );
 
         // A cluster inside: its nodes are the redis-server processes themselves (so pause
         // works), in the namespace, reachable through the link.
@@ -173,7 +187,13 @@ fn a_link_is_built_shaped_and_removed_with_everything_restored() {
             .all(|a| a.host() == link.cluster_ip().to_string()));
         let state = |pid: u32| {
             let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-            stat.rsplit_once(')').unwrap().1.split_whitespace().next().unwrap().to_owned()
+            stat.rsplit_once(')')
+                .unwrap()
+                .1
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_owned()
         };
         let first = cluster.nodes()[0].pid.unwrap();
         cluster.pause_node(0).unwrap();
@@ -252,7 +272,10 @@ fn a_short_burst_behind_a_20_mbit_link_loses_nothing_and_reports_kernel_buffers(
     assert_eq!(link.sysctls.len(), 4);
     assert!(report.machine.cluster.contains(&link.cluster_addr));
     let json = fs::read_to_string(args.out.join("report.json")).unwrap();
-    assert!(json.contains("\"rate_bps\": 20000000"), "link in report.json");
+    assert!(
+        json.contains("\"rate_bps\": 20000000"),
+        "link in report.json"
+    );
 
     let paths: Vec<&str> = report.runs.iter().map(|r| r.path.as_str()).collect();
     assert_eq!(paths, ["sidecar", "slotline"]);
@@ -261,7 +284,11 @@ fn a_short_burst_behind_a_20_mbit_link_loses_nothing_and_reports_kernel_buffers(
         assert_eq!(r.pending, 0, "{who}");
         assert_eq!(r.offered, r.acknowledged + r.rejected + r.unknown, "{who}");
         assert!(r.acknowledged > 0, "{who}");
-        assert_eq!(r.lost, 0, "{who}: acknowledged writes missing: {:?}", r.read_back);
+        assert_eq!(
+            r.lost, 0,
+            "{who}: acknowledged writes missing: {:?}",
+            r.read_back
+        );
         assert_eq!(r.read_back.acked_checked, r.acknowledged, "{who}");
     }
     let sidecar = &report.runs[0];
@@ -269,9 +296,15 @@ fn a_short_burst_behind_a_20_mbit_link_loses_nothing_and_reports_kernel_buffers(
         sidecar.peak_kernel_bytes > 0,
         "the proxy's sockets to the masters held bytes behind the link"
     );
-    assert!(sidecar.sndbuf_bytes.1 > 0, "the proxy's send buffers were read");
+    assert!(
+        sidecar.sndbuf_bytes.1 > 0,
+        "the proxy's send buffers were read"
+    );
     let slotline = &report.runs[1];
-    assert!(slotline.sndbuf_bytes.1 > 0, "slotline's send buffers were read");
+    assert!(
+        slotline.sndbuf_bytes.1 > 0,
+        "slotline's send buffers were read"
+    );
 
     // Everything is back.
     let pid = std::process::id();

@@ -116,7 +116,10 @@ fn rate_text(bps: u64) -> String {
         (bps as f64 / 1e3, "kbit/s")
     };
     let text = format!("{value:.3}");
-    format!("{} {unit}", text.trim_end_matches('0').trim_end_matches('.'))
+    format!(
+        "{} {unit}",
+        text.trim_end_matches('0').trim_end_matches('.')
+    )
 }
 
 fn kib_text(bytes: u64) -> String {
@@ -346,7 +349,16 @@ impl Link {
             "ip", "link", "add", &root_veth, "type", "veth", "peer", "name", &ns_veth, "netns", ns,
         ])?;
         run(&["ip", "addr", "add", &client_cidr, "dev", &root_veth])?;
-        run(&["ip", "-n", ns, "addr", "add", &cluster_cidr, "dev", &ns_veth])?;
+        run(&[
+            "ip",
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &cluster_cidr,
+            "dev",
+            &ns_veth,
+        ])?;
         run(&["ip", "link", "set", &root_veth, "up"])?;
         run(&["ip", "-n", ns, "link", "set", &ns_veth, "up"])?;
         run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;

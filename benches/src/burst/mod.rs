@@ -275,11 +275,7 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
                     .host(link.cluster_ip())
                     .command_prefix(link.exec_prefix());
             }
-            Some(
-                builder
-                    .start()
-                    .map_err(|e| format!("local cluster: {e}"))?,
-            )
+            Some(builder.start().map_err(|e| format!("local cluster: {e}"))?)
         }
     };
     let seeds: Vec<String> = match (&args.nodes, &local) {
