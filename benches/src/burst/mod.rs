@@ -466,9 +466,6 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
                 r.map(|r| (r, kernel))
             });
             let ((run, mut extras), kernel) = result?;
-            if let Some(peaks) = kernel {
-                with_link_peaks(&mut extras, &peaks);
-            }
             done_before += trace.events.len();
             progress.set_message(format!("{}: reading back `{}`", path.name(), trace.name));
             let found = read_back(&map, trace, &run)?;
@@ -484,6 +481,10 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
                     config.tcp_tuning.so_sndbuf as u64,
                     config.tcp_tuning.so_sndbuf as u64,
                 );
+            }
+            // After the slotline block: measured buffers replace the configured ones.
+            if let Some(peaks) = kernel {
+                with_link_peaks(&mut extras, &peaks);
             }
             extras.outage_ms = outage
                 .as_ref()
