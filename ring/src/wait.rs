@@ -646,7 +646,10 @@ mod tests {
         let napping = looks();
         thread::sleep(Duration::from_millis(200));
         let in_window = looks() - napping;
-        assert!(in_window < 1_000, "the waiter spun: {in_window} looks in 200 ms");
+        assert!(
+            in_window < 1_000,
+            "the waiter spun: {in_window} looks in 200 ms"
+        );
         assert!(!waiter.is_finished(), "nothing was published yet");
         // The publish, without a notify (the push read the count before the waiter came).
         let slot = ring.slot(tail);

@@ -7,7 +7,8 @@
 //! 1. **Traces** ([`trace`]): a seeded heavy-tailed trace (or a recorded CSV), and a Poisson
 //!    trace of the same mean and length for contrast.
 //! 2. **Cluster**: a local 3 + 3 Redis Cluster ([`slotline_testkit::LocalCluster`]) or the
-//!    `--nodes` given; `FLUSHALL` before every replay.
+//!    `--nodes` given; `FLUSHALL` before every replay. With `--link`, the local cluster runs
+//!    in a network namespace behind a shaped veth pair ([`link`]).
 //! 3. **Replays** ([`replay`]): each trace through each path, open loop, latency from the
 //!    scheduled time. The sidecar path talks to a proxy process ([`sidecar`]); the slotline
 //!    path uses [`slotline_client::Client`] configured from `geo_shard_client.yaml`; the
@@ -24,6 +25,7 @@
 //! read-back has judged it.
 
 pub mod args;
+pub mod link;
 pub mod net;
 pub mod peers;
 pub mod plot;
@@ -46,6 +48,7 @@ use slotline_client::{Client, Config, Op};
 use slotline_testkit::LocalCluster;
 
 use self::args::{Args, PathKind, TraceKind};
+use self::link::{KernelPeaks, Link, Owner};
 use self::plot::thousands;
 use self::readback::read_back;
 use self::replay::{
@@ -208,8 +211,12 @@ fn packed_len(key: usize, value: usize) -> usize {
 /// cannot start, a path that cannot connect.
 pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
     let started = Instant::now();
-    if args.link.is_some() {
-        return Err("--link: not available in this build".to_owned());
+    if args.link.is_some() && args.nodes.is_some() {
+        return Err(
+            "--link shapes the link to the local cluster it starts; it cannot be used with \
+             --nodes"
+                .to_owned(),
+        );
     }
     if args.nodes.is_some() && args.traces.contains(&TraceKind::HeavyOutage) {
         return Err(
@@ -220,6 +227,12 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
     }
     let traces = traces(args)?;
     let (mut config, config_path) = load_config(&args.config)?;
+    // Declared before the cluster so that it is dropped (torn down) after the cluster's
+    // nodes have stopped, on every return.
+    let link = match args.link {
+        Some(rate) => Some(Link::up(rate).map_err(|e| format!("--link: {e}"))?),
+        None => None,
+    };
 
     let progress = if args.progress {
         let total: usize = args
@@ -256,6 +269,7 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
         kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_owned())
             .unwrap_or_default(),
+        link: link.as_ref().map(|l| l.info().clone()),
         ..Machine::default()
     };
     let local = match &args.nodes {
@@ -265,15 +279,16 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
             // A node timeout above the outage: frozen together, the nodes come back as they
             // were (an outage, not a failover).
             let node_timeout = (args.outage.as_millis() as u64 * 2).max(5_000);
-            Some(
-                LocalCluster::builder()
-                    .args([
-                        "--cluster-node-timeout".to_owned(),
-                        node_timeout.to_string(),
-                    ])
-                    .start()
-                    .map_err(|e| format!("local cluster: {e}"))?,
-            )
+            let mut builder = LocalCluster::builder().args([
+                "--cluster-node-timeout".to_owned(),
+                node_timeout.to_string(),
+            ]);
+            if let Some(link) = &link {
+                builder = builder
+                    .host(link.cluster_ip())
+                    .command_prefix(link.exec_prefix());
+            }
+            Some(builder.start().map_err(|e| format!("local cluster: {e}"))?)
         }
     };
     let seeds: Vec<String> = match (&args.nodes, &local) {
@@ -283,7 +298,14 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
             seeds
         }
         (None, Some(cluster)) => {
-            machine.cluster = "local: 3 masters + 3 replicas on 127.0.0.1".to_owned();
+            machine.cluster = match &link {
+                Some(link) => format!(
+                    "local: 3 masters + 3 replicas on {} in namespace {}",
+                    link.cluster_ip(),
+                    link.namespace()
+                ),
+                None => "local: 3 masters + 3 replicas on 127.0.0.1".to_owned(),
+            };
             machine.cluster_startup_s = cluster.startup_time().as_secs_f64();
             cluster
                 .seed_addrs()
@@ -426,6 +448,18 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
                 if let (Some(outage), Some(cluster)) = (&outage, &local) {
                     scope.spawn(|| freeze(cluster, outage, &tally.offered, &ticking));
                 }
+                // With --link: the path's sockets to the masters, read with `ss`. The
+                // sidecar's are the proxy process's (a child of this one).
+                let kernel = link.as_ref().map(|link| {
+                    let owner = match path {
+                        PathKind::Sidecar => Owner::ChildrenOf(std::process::id()),
+                        _ => Owner::Pid(std::process::id()),
+                    };
+                    let (ticking, ports) = (&ticking, &master_ports);
+                    scope.spawn(move || {
+                        link::sample_kernel(ticking, link.cluster_ip(), ports, owner)
+                    })
+                });
                 let r = match path {
                     PathKind::Sidecar => {
                         run_sidecar(args, trace, &seeds, &masters, &program, &tally)
@@ -451,9 +485,10 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
                     ),
                 };
                 ticking.store(false, Ordering::Relaxed);
-                r
+                let kernel = kernel.map(|k| k.join().expect("the ss sampler panicked"));
+                r.map(|r| (r, kernel))
             });
-            let (run, mut extras) = result?;
+            let ((run, mut extras), kernel) = result?;
             done_before += events;
             progress.set_position(done_before as u64);
             let found = read_back(&map, trace, &run, |judged| {
@@ -478,6 +513,10 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
                     config.tcp_tuning.so_sndbuf as u64,
                     config.tcp_tuning.so_sndbuf as u64,
                 );
+            }
+            // After the slotline block: measured buffers replace the configured ones.
+            if let Some(peaks) = kernel {
+                with_link_peaks(&mut extras, &peaks);
             }
             extras.outage_ms = outage
                 .as_ref()
@@ -614,6 +653,16 @@ fn count_in_redis(
         };
         let done = calls.saturating_sub(base) as usize + refused.load(Ordering::Relaxed);
         tally.settled.store(done.min(events), Ordering::Relaxed);
+    }
+}
+
+/// With `--link`, the kernel buffers come from `ss` for every path: the peak Σ `Send-Q` +
+/// `Recv-Q` of the path's sockets to the masters, and their send buffer sizes (`skmem` `tb`,
+/// as autotuned or set) in the first sample and at the peak.
+fn with_link_peaks(extras: &mut PathExtras, peaks: &KernelPeaks) {
+    extras.peak_kernel_bytes = Some(peaks.queued);
+    if peaks.samples_with_sockets > 0 {
+        extras.sndbuf_bytes = (peaks.sndbuf_first, peaks.sndbuf_peak);
     }
 }
 
@@ -954,6 +1003,9 @@ pub fn summary(report: &Report, outputs: &Outputs) -> String {
         report.machine.cluster,
         report.wall_s
     ));
+    if let Some(link) = &report.machine.link {
+        s.push_str(&format!("{}\n", link.describe()));
+    }
     s.push_str(&format!("report: {}\n", outputs.json.display()));
     for svg in &outputs.svgs {
         s.push_str(&format!("plot:   {}\n", svg.display()));

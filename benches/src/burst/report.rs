@@ -30,6 +30,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use super::link::LinkInfo;
 use super::readback::ReadBack;
 use super::replay::{Outcome, PathRun};
 use super::sidecar::SidecarParams;
@@ -72,6 +73,9 @@ pub struct Machine {
     pub cluster: String,
     /// Seconds the local cluster took to become healthy (0 with `--nodes`).
     pub cluster_startup_s: f64,
+    /// The shaped link to the cluster (`--link`), if any.
+    #[serde(default)]
+    pub link: Option<LinkInfo>,
 }
 
 /// The knobs of the run.

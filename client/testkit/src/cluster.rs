@@ -3,6 +3,7 @@
 //! kill, restart, pause) for fault tests.
 
 use std::fmt;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
@@ -58,7 +59,8 @@ pub struct NodeInfo {
 }
 
 impl NodeInfo {
-    /// The node's address, `127.0.0.1:port`.
+    /// The node's address, `127.0.0.1:port` (for a cluster started with
+    /// [`LocalClusterBuilder::host`], use [`LocalCluster::seed_addrs`] instead).
     ///
     /// # Examples
     ///
@@ -207,6 +209,56 @@ impl LocalClusterBuilder {
         self
     }
 
+    /// The address every node binds to and announces (`--bind`, `--cluster-announce-ip`;
+    /// default 127.0.0.1). The nodes' addresses, the cluster's creation and the health
+    /// checks use it. A node on an address other than loopback runs with `--protected-mode
+    /// no`. The address must be assigned to an interface where the nodes run (see
+    /// [`LocalClusterBuilder::command_prefix`]) and reachable from this process. Free ports
+    /// are still picked on this process's loopback.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::net::Ipv4Addr;
+    /// # use slotline_testkit::LocalCluster;
+    /// // 10.203.1.2 assigned to an interface of the network namespace `ns`.
+    /// let c = LocalCluster::builder()
+    ///     .host(Ipv4Addr::new(10, 203, 1, 2))
+    ///     .command_prefix(["ip", "netns", "exec", "ns"])
+    ///     .start()?;
+    /// assert!(c.seed_addrs().iter().all(|a| a.host() == "10.203.1.2"));
+    /// # Ok::<(), slotline_testkit::LocalError>(())
+    /// ```
+    pub fn host(mut self, host: Ipv4Addr) -> Self {
+        self.server.host = Some(host);
+        self
+    }
+
+    /// Words to run `redis-server` through, such as `["ip", "netns", "exec", "ns"]` to start
+    /// the nodes in a network namespace (default: none, the server is run directly). The
+    /// prefix must exec the server (as `ip netns exec` does) so that the child's pid is the
+    /// server's: [`LocalCluster::pause_node`] and the node's `pid` rely on it.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::net::Ipv4Addr;
+    /// # use slotline_testkit::LocalCluster;
+    /// let c = LocalCluster::builder()
+    ///     .host(Ipv4Addr::new(10, 203, 1, 2))
+    ///     .command_prefix(["ip", "netns", "exec", "ns"])
+    ///     .start()?;
+    /// # Ok::<(), slotline_testkit::LocalError>(())
+    /// ```
+    pub fn command_prefix<I, S>(mut self, prefix: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.server.command_prefix = prefix.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// How long [`LocalClusterBuilder::start`] may take before giving up (default 60 s).
     ///
     /// # Examples
@@ -264,6 +316,7 @@ impl LocalClusterBuilder {
             replicas_per_master: self.replicas_per_master,
             password: self.server.password.clone(),
             tls: self.server.tls.clone(),
+            host: self.server.host(),
             startup_time: Duration::ZERO,
             dir,
         };
@@ -312,6 +365,7 @@ pub struct LocalCluster {
     replicas_per_master: usize,
     password: Option<Password>,
     tls: Option<TlsFiles>,
+    host: Ipv4Addr,
     startup_time: Duration,
     // Declared last so it is removed after every process has stopped.
     dir: tempfile::TempDir,
@@ -824,7 +878,7 @@ impl LocalCluster {
         let mut cmd = Command::new(&bins.cli);
         cmd.arg("--cluster").arg("create");
         for p in &self.processes {
-            cmd.arg(format!("127.0.0.1:{}", p.port));
+            cmd.arg(format!("{}:{}", self.host, p.port));
         }
         cmd.args([
             "--cluster-replicas",
@@ -868,7 +922,12 @@ impl LocalCluster {
         }
         let seed = self.processes[0].port;
         for p in &self.processes[1..] {
-            p.query_text(redis::cmd("CLUSTER").arg("MEET").arg("127.0.0.1").arg(seed))?;
+            p.query_text(
+                redis::cmd("CLUSTER")
+                    .arg("MEET")
+                    .arg(self.host.to_string())
+                    .arg(seed),
+            )?;
         }
         let mut ids = Vec::with_capacity(m);
         for p in &self.processes[..m] {

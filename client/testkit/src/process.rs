@@ -106,8 +106,8 @@ fn release_port(port: u16) {
     }
 }
 
-fn port_answers(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+fn port_answers(host: Ipv4Addr, port: u16) -> bool {
+    let addr = SocketAddr::from((host, port));
     TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
 }
 
@@ -117,11 +117,25 @@ pub(crate) struct ServerOptions {
     pub(crate) args: Vec<String>,
     pub(crate) password: Option<Password>,
     pub(crate) tls: Option<TlsFiles>,
+    /// The address servers bind to and announce; `None` is 127.0.0.1.
+    pub(crate) host: Option<Ipv4Addr>,
+    /// Words run before `redis-server` (such as `ip netns exec NAME`); the last of them must
+    /// exec the server, so that the child's pid stays the server's.
+    pub(crate) command_prefix: Vec<String>,
+}
+
+impl ServerOptions {
+    /// The address servers bind to and announce.
+    pub(crate) fn host(&self) -> Ipv4Addr {
+        self.host.unwrap_or(Ipv4Addr::LOCALHOST)
+    }
 }
 
 /// One `redis-server` child process and the port it owns.
 pub(crate) struct Process {
     pub(crate) port: u16,
+    host: Ipv4Addr,
+    command_prefix: Vec<String>,
     dir: PathBuf,
     args: Vec<String>,
     password: Option<Password>,
@@ -152,7 +166,7 @@ impl Process {
             };
             args.extend([
                 "--bind".into(),
-                "127.0.0.1".into(),
+                opts.host().to_string(),
                 "--daemonize".into(),
                 "no".into(),
                 "--dir".into(),
@@ -164,6 +178,14 @@ impl Process {
                 "--enable-debug-command".into(),
                 "local".into(),
             ]);
+            if opts.host.is_some() {
+                // Protected mode refuses clients from anywhere but loopback when no password
+                // is set; a server on another address is meant to be reached there.
+                args.extend(["--protected-mode".into(), "no".into()]);
+                if cluster {
+                    args.extend(["--cluster-announce-ip".into(), opts.host().to_string()]);
+                }
+            }
             if cluster {
                 args.extend(
                     [
@@ -188,6 +210,8 @@ impl Process {
             args.extend(opts.args.iter().cloned());
             let mut process = Process {
                 port,
+                host: opts.host(),
+                command_prefix: opts.command_prefix.clone(),
                 dir,
                 args,
                 password: opts.password.clone(),
@@ -221,7 +245,15 @@ impl Process {
         let log2 = log
             .try_clone()
             .map_err(io_context("duplicating the log file handle"))?;
-        let child = Command::new(&bins.server)
+        let mut command = match self.command_prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&bins.server);
+                c
+            }
+            None => Command::new(&bins.server),
+        };
+        let child = command
             .args(&self.args)
             .current_dir(&self.dir)
             .stdin(Stdio::null())
@@ -270,7 +302,7 @@ impl Process {
     }
 
     pub(crate) fn addr(&self) -> NodeAddr {
-        NodeAddr::new("127.0.0.1", self.port)
+        NodeAddr::new(self.host.to_string(), self.port)
     }
 
     pub(crate) fn connect(&self) -> Result<Conn, Error> {
@@ -296,7 +328,7 @@ impl Process {
     pub(crate) fn cli(&self, args: &[&str]) -> Result<String, LocalError> {
         let bins = binaries()?;
         let mut cmd = Command::new(&bins.cli);
-        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        cmd.args(["-h", &self.host.to_string(), "-p", &self.port.to_string()]);
         if let Some(tls) = &self.tls {
             cmd.args(tls.files.cli_args());
         }
@@ -375,7 +407,7 @@ impl Process {
 
     fn wait_port_closed(&self) {
         let deadline = Instant::now() + Duration::from_secs(5);
-        while port_answers(self.port) && Instant::now() < deadline {
+        while port_answers(self.host, self.port) && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(10));
         }
     }
