@@ -13,7 +13,7 @@
 //!    again;
 //! 2. reads the tail with a `SeqCst` RMW (`fetch_add(0)`) and then the head: if they differ,
 //!    some push has claimed a slot that is not popped yet, so it does not sleep: it yields
-//!    and starts over (that push may not know about the waiter, see below);
+//!    and looks again later (that push may not know about the waiter, see below and [`Stall`]);
 //! 3. otherwise it sleeps on the listener until woken (or until its deadline).
 //!
 //! A push claims its slot with a `SeqCst` CAS on the tail, *then* loads `pop_waiters`
@@ -42,10 +42,21 @@
 //! only with a store-load fence on every push, which is what the count-after-CAS design
 //! avoids. So a waiter in the window polls, at a falling rate ([`Stall`]): a blocking waiter
 //! spins briefly, yields a few times, then sleeps on its listener with a timeout that doubles
-//! from 20 µs to 1 ms (a push that did see it still wakes it at once); an async waiter, which
-//! has no timer, asks its executor to poll it again, cooperatively at first and yielding its
-//! thread to the OS once the stall has lasted a few polls, so that a preempted producer on the
-//! same core can finish.
+//! from 20 µs to 1 ms (a push that sees a waiter wakes one waiter, maybe this one, ending its
+//! nap early); an async waiter, which has no timer, asks its executor to poll it again,
+//! cooperatively at first and yielding its thread to the OS once the stall has lasted a few
+//! polls, so that a preempted producer on the same core can finish.
+//!
+//! # A notification is never swallowed
+//!
+//! A notification stands for an item (or a free slot) that some waiter may take. A listener
+//! dropped after it was notified passes the notification on (event-listener notifies another
+//! listener), but a listener that *returned* a notification has consumed it. A waiter that
+//! consumed one and then gives up without an item or a slot (its deadline passed while it
+//! looked again, or its future was dropped) would strand another waiter asleep beside an
+//! available item. So every waiter remembers that it owes a notification from the moment it
+//! consumes one until it takes an item or a slot, and if it returns (or is dropped) owing, it
+//! notifies one more waiter first. A spare wake-up costs the woken waiter one look.
 
 use core::future::Future;
 use core::pin::Pin;
@@ -151,7 +162,9 @@ struct Stall {
 impl Stall {
     /// Looks (blocking) or polls (async) that spin or yield before the waiter slows down.
     const EAGER: u32 = 8;
+    #[cfg_attr(all(feature = "loom", loom), allow(dead_code))]
     const FIRST_NAP: Duration = Duration::from_micros(20);
+    #[cfg_attr(all(feature = "loom", loom), allow(dead_code))]
     const LONGEST_NAP: Duration = Duration::from_millis(1);
 
     fn new() -> Self {
@@ -169,29 +182,38 @@ impl Stall {
 
     /// A blocking waiter's wait before it looks again: spin or yield for the first few
     /// rounds, then sleep on `listener` (registered before the look) for a nap, at most until
-    /// `deadline`. A push that saw the waiter notifies the listener and ends the nap early.
-    fn wait(&mut self, listener: EventListener, deadline: Option<Instant>) {
+    /// `deadline`. A notification ends the nap early. Returns whether the nap consumed a
+    /// notification (see the module docs: the waiter then owes one until it takes an item or
+    /// a slot).
+    #[must_use]
+    fn wait(&mut self, listener: EventListener, deadline: Option<Instant>) -> bool {
         self.rounds = self.rounds.saturating_add(1);
         #[cfg(all(test, not(loom)))]
         tests::STALL_WAITS.fetch_add(1, Ordering::Relaxed);
         // Under loom a park cannot time out: the model yields instead, which it explores as
         // a scheduling point.
         if cfg!(all(feature = "loom", loom)) || self.rounds <= Self::EAGER {
+            // Dropping the listener passes on a notification it may have received.
             drop(listener);
             self.backoff.snooze();
-            return;
+            return false;
         }
         #[cfg(not(all(feature = "loom", loom)))]
         {
             let now = Instant::now();
+            // `Instant` cannot overflow a millisecond past now in practice; if it did, the
+            // nap would end at once and the waiter would look again.
             let until = now.checked_add(self.nap).unwrap_or(now);
             let until = deadline.map_or(until, |d| d.min(until));
-            // Woken or timed out, the caller looks again either way.
-            let _ = listener.wait_deadline(until);
             self.nap = (self.nap * 2).min(Self::LONGEST_NAP);
+            // Woken or timed out, the caller looks again either way.
+            listener.wait_deadline(until).is_some()
         }
         #[cfg(all(feature = "loom", loom))]
-        let _ = deadline;
+        {
+            let _ = deadline;
+            false
+        }
     }
 
     /// An async waiter's wait before it is polled again: wake its own task, and, once the
@@ -209,7 +231,7 @@ impl Stall {
 enum Look<R> {
     /// Done: return this.
     Done(R),
-    /// A claimed slot is in flight: yield and look again.
+    /// A claimed slot is in flight: wait a little ([`Stall`]) and look again.
     InFlight,
     /// Nothing to do until someone wakes us.
     Sleep,
@@ -333,21 +355,31 @@ impl<T> Ring<T> {
         let deadline = Instant::now().checked_add(timeout);
         let _registered = Registered::new(&self.waiters.pop_waiters);
         let mut stall = Stall::new();
+        // A notification consumed and not yet matched by an item (module docs).
+        let mut owed = false;
+        let give_up = |owed: bool| {
+            if owed {
+                self.waiters.wake_poppers(1);
+            }
+            Err(PopError::Timeout)
+        };
         loop {
             let listener = self.waiters.not_empty.listen();
             match self.look_for_item() {
                 Look::Done(done) => return done,
                 Look::InFlight => {
                     if deadline.is_some_and(|d| Instant::now() >= d) {
-                        return Err(PopError::Timeout);
+                        drop(listener);
+                        return give_up(owed);
                     }
-                    stall.wait(listener, deadline);
+                    owed |= stall.wait(listener, deadline);
                 }
                 Look::Sleep => {
                     stall.reset();
                     let woken = sleep(listener, deadline);
+                    owed |= woken;
                     if !woken {
-                        return self.pop_or_closed().unwrap_or(Err(PopError::Timeout));
+                        return self.pop_or_closed().unwrap_or_else(|| give_up(owed));
                     }
                 }
             }
@@ -375,6 +407,13 @@ impl<T> Ring<T> {
         let _registered = Registered::new(&self.waiters.push_waiters);
         let mut stall = Stall::new();
         let mut value = value;
+        // A notification consumed and not yet matched by a slot (module docs).
+        let mut owed = false;
+        let pass_on = |owed: bool| {
+            if owed {
+                self.waiters.wake_pushers(1);
+            }
+        };
         loop {
             let listener = self.waiters.not_full.listen();
             let (look, back) = self.look_for_room(value);
@@ -383,16 +422,23 @@ impl<T> Ring<T> {
                 Look::InFlight => {
                     value = back.expect("a value comes back unless done");
                     if deadline.is_some_and(|d| Instant::now() >= d) {
+                        drop(listener);
+                        pass_on(owed);
                         return Err(PushError::Full(value));
                     }
-                    stall.wait(listener, deadline);
+                    owed |= stall.wait(listener, deadline);
                 }
                 Look::Sleep => {
                     stall.reset();
                     value = back.expect("a value comes back unless done");
                     let woken = sleep(listener, deadline);
+                    owed |= woken;
                     if !woken {
-                        return self.push_impl::<false>(value, usize::MAX);
+                        let last = self.push_impl::<false>(value, usize::MAX);
+                        if last.is_err() {
+                            pass_on(owed);
+                        }
+                        return last;
                     }
                 }
             }
@@ -429,6 +475,7 @@ impl<T> Ring<T> {
             registered: None,
             listener: None,
             stall: Stall::new(),
+            owed: false,
         }
     }
 
@@ -467,6 +514,7 @@ impl<T> Ring<T> {
             registered: None,
             listener: None,
             stall: Stall::new(),
+            owed: false,
         }
     }
 }
@@ -478,6 +526,9 @@ pub struct Pop<'a, T> {
     registered: Option<Registered<'a>>,
     listener: Option<EventListener>,
     stall: Stall,
+    /// A notification consumed and not yet matched by an item or a slot: passed on if the
+    /// future is dropped first (module docs).
+    owed: bool,
 }
 
 impl<T> Future for Pop<'_, T> {
@@ -499,6 +550,8 @@ impl<T> Future for Pop<'_, T> {
                     Look::Done(done) => {
                         this.listener = None;
                         this.registered = None;
+                        // An item or a slot taken (or the ring closed: everyone was woken).
+                        this.owed = false;
                         return Poll::Ready(done);
                     }
                     Look::InFlight => {
@@ -515,9 +568,20 @@ impl<T> Future for Pop<'_, T> {
                 }
             };
             match Pin::new(listener).poll(cx) {
-                Poll::Ready(()) => this.listener = None,
+                Poll::Ready(()) => {
+                    this.listener = None;
+                    this.owed = true;
+                }
                 Poll::Pending => return Poll::Pending,
             }
+        }
+    }
+}
+
+impl<T> Drop for Pop<'_, T> {
+    fn drop(&mut self) {
+        if self.owed {
+            self.ring.waiters.wake_poppers(1);
         }
     }
 }
@@ -538,6 +602,9 @@ pub struct Push<'a, T> {
     registered: Option<Registered<'a>>,
     listener: Option<EventListener>,
     stall: Stall,
+    /// A notification consumed and not yet matched by an item or a slot: passed on if the
+    /// future is dropped first (module docs).
+    owed: bool,
 }
 
 // The value is moved in and out, never pinned.
@@ -567,6 +634,8 @@ impl<T> Future for Push<'_, T> {
                     Look::Done(done) => {
                         this.listener = None;
                         this.registered = None;
+                        // An item or a slot taken (or the ring closed: everyone was woken).
+                        this.owed = false;
                         return Poll::Ready(done);
                     }
                     Look::InFlight => {
@@ -584,9 +653,20 @@ impl<T> Future for Push<'_, T> {
             };
             this.value = Some(value);
             match Pin::new(listener).poll(cx) {
-                Poll::Ready(()) => this.listener = None,
+                Poll::Ready(()) => {
+                    this.listener = None;
+                    this.owed = true;
+                }
                 Poll::Pending => return Poll::Pending,
             }
+        }
+    }
+}
+
+impl<T> Drop for Push<'_, T> {
+    fn drop(&mut self) {
+        if self.owed {
+            self.ring.waiters.wake_pushers(1);
         }
     }
 }
@@ -602,23 +682,32 @@ impl<T> core::fmt::Debug for Push<'_, T> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use std::sync::atomic::AtomicUsize as StdAtomic;
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
     use std::thread;
     use std::time::{Duration, Instant};
 
     use core::mem::MaybeUninit;
 
     use crate::sync::Ordering;
-    use crate::Ring;
+    use crate::{PopError, Ring};
 
-    /// `Stall::wait` calls, across the crate's unit tests (only the test below waits).
+    /// `Stall::wait` calls, across the crate's unit tests.
     pub(super) static STALL_WAITS: StdAtomic = StdAtomic::new(0);
+
+    /// Held by every test whose waiters reach `Stall::wait`, so that one test's count of
+    /// looks does not include another's.
+    static STALLING: Mutex<()> = Mutex::new(());
+
+    fn one_at_a_time() -> MutexGuard<'static, ()> {
+        STALLING.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 
     /// A push stalled between its claim and its publish, which read the waiter count before
     /// the waiter registered (so it will not notify): the waiter naps instead of spinning, and
     /// takes the item once it is published.
     #[test]
     fn a_waiter_naps_through_an_unpublished_claim_and_gets_the_item() {
+        let _alone = one_at_a_time();
         let ring = Arc::new(Ring::<u64>::new(4));
         // The claim of a push, by hand: the tail CAS, nothing written yet.
         let tail = ring.tail.load(Ordering::SeqCst);
@@ -661,5 +750,116 @@ mod tests {
         assert_eq!(waiter.join().unwrap(), Ok(42));
         // A generous liveness bound: the next nap ends within 1 ms.
         assert!(published.elapsed() < Duration::from_secs(5));
+    }
+
+    /// The claim of a push, by hand: the tail CAS, nothing written yet. Returns its position.
+    fn claim(ring: &Ring<u64>) -> usize {
+        let tail = ring.tail.load(Ordering::SeqCst);
+        ring.tail
+            .compare_exchange(tail, ring.next(tail), Ordering::SeqCst, Ordering::SeqCst)
+            .unwrap();
+        tail
+    }
+
+    /// The publish of a claimed slot, by hand, notifying nobody (as a push that read the
+    /// waiter count before anyone registered).
+    fn publish(ring: &Ring<u64>, position: usize, value: u64) {
+        let slot = ring.slot(position);
+        // SAFETY: `claim` made the caller the slot's only writer.
+        slot.value
+            .with_mut(|cell| unsafe { cell.write(MaybeUninit::new(value)) });
+        slot.stamp
+            .store(position.wrapping_add(1), Ordering::Release);
+    }
+
+    fn wait_for_pop_waiters(ring: &Ring<u64>, n: usize) {
+        let started = Instant::now();
+        while ring.waiters.pop_waiters.load(Ordering::SeqCst) < n {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no waiter came"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+        // Let it reach its listener and sleep.
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    /// A waiter that consumed a notification and then timed out (the item it was woken for
+    /// sat behind a slot still in flight) passes the notification on, so the other waiter,
+    /// asleep, is not stranded beside items it could take.
+    #[test]
+    #[cfg_attr(miri, ignore = "real-time sleeps of seconds; the logic runs natively")]
+    fn a_waiter_that_times_out_after_a_wake_up_passes_it_on() {
+        let _alone = one_at_a_time();
+        let ring = Arc::new(Ring::<u64>::new(4));
+        let first = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || ring.pop_wait(Duration::from_millis(400)))
+        };
+        wait_for_pop_waiters(&ring, 1);
+        let second = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || {
+                let started = Instant::now();
+                (ring.pop_wait(Duration::from_secs(20)), started.elapsed())
+            })
+        };
+        wait_for_pop_waiters(&ring, 2);
+        // Slot 0 claimed and not written; slot 1 pushed, whose push sees two waiters and
+        // notifies one: the older listener, the first waiter's.
+        let stalled = claim(&ring);
+        ring.try_push(2).unwrap();
+        // The first waiter finds slot 0 in flight until its deadline.
+        assert_eq!(first.join().unwrap(), Err(PopError::Timeout));
+        // Slot 0 lands, notifying nobody. Only a notification passed on wakes the second.
+        publish(&ring, stalled, 1);
+        let (got, after) = second.join().unwrap();
+        assert_eq!(got, Ok(1));
+        assert!(
+            after < Duration::from_secs(10),
+            "the second waiter slept to its deadline ({after:?}): a wake-up was swallowed"
+        );
+        assert_eq!(ring.try_pop(), Some(2));
+    }
+
+    /// The same for a future: one that consumed a notification and is dropped before it
+    /// got an item (a `select!` timeout, say) passes the notification on.
+    #[test]
+    #[cfg_attr(miri, ignore = "real-time sleeps of seconds; the logic runs natively")]
+    fn a_dropped_pop_future_passes_on_a_wake_up_it_consumed() {
+        use core::future::Future;
+        use core::task::{Context, Waker};
+
+        let _alone = one_at_a_time();
+        let ring = Arc::new(Ring::<u64>::new(4));
+        let mut cx = Context::from_waker(Waker::noop());
+        {
+            // Boxed, so that dropping it drops the future itself.
+            let mut pop = Box::pin(ring.pop());
+            assert!(pop.as_mut().poll(&mut cx).is_pending());
+            let second = {
+                let ring = Arc::clone(&ring);
+                thread::spawn(move || {
+                    let started = Instant::now();
+                    (ring.pop_wait(Duration::from_secs(20)), started.elapsed())
+                })
+            };
+            wait_for_pop_waiters(&ring, 2);
+            // Slot 0 in flight; slot 1's push notifies the future's (older) listener.
+            let stalled = claim(&ring);
+            ring.try_push(2).unwrap();
+            // The future consumes the notification, finds slot 0 in flight, and is dropped.
+            assert!(pop.as_mut().poll(&mut cx).is_pending());
+            drop(pop);
+            publish(&ring, stalled, 1);
+            let (got, after) = second.join().unwrap();
+            assert_eq!(got, Ok(1));
+            assert!(
+                after < Duration::from_secs(10),
+                "the blocking waiter slept to its deadline ({after:?}): a wake-up was swallowed"
+            );
+        }
+        assert_eq!(ring.try_pop(), Some(2));
     }
 }
