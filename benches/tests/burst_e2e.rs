@@ -63,6 +63,12 @@ fn offered_equals_acknowledged_plus_refused_and_slotline_loses_nothing() {
     assert_eq!(ideal.rate_per_s, best);
     assert!(ideal.p99_ms > 0.0 && ideal.p99_at_double_rate_ms <= ideal.p99_ms);
     for r in &report.runs {
+        let own = r.own_ceiling.expect("every path confirmed writes");
+        assert!(own.rate_per_s > 0.0 && own.rate_per_s <= best, "{}", r.path);
+        // A slower server than the best one cannot give a lower p99.
+        assert!(own.p99_ms >= ideal.p99_ms, "{}", r.path);
+    }
+    for r in &report.runs {
         let who = format!("{} / {}", r.path, r.trace);
         assert_eq!(r.offered, events, "{who}");
         assert_eq!(r.pending, 0, "{who}: writes left without an answer");

@@ -659,3 +659,43 @@ fn the_ideal_queue_waits_only_for_earlier_writes_at_its_rate() {
     // No rate, no claim.
     assert_eq!(IdealQueue::on(&burst, 0.0).p99_ms, 0.0);
 }
+
+#[test]
+fn the_ceiling_table_shows_each_paths_median_run() {
+    use slotline_bench::burst::report::{IdealQueue, Latency};
+    let run = |path: &str, rep: usize, p99: f64, rate: f64| PathReport {
+        path: path.to_owned(),
+        trace: "heavy".to_owned(),
+        scenario: "heavy".to_owned(),
+        repetition: rep,
+        in_redis_latency_ms: Latency {
+            p99,
+            ..Latency::default()
+        },
+        own_ceiling: Some(IdealQueue {
+            rate_per_s: rate,
+            p99_ms: p99 * 0.9,
+            p99_at_double_rate_ms: 0.0,
+        }),
+        ..PathReport::default()
+    };
+    let r = Report {
+        runs: vec![
+            run("slotline", 0, 30.0, 100_000.0),
+            run("slotline", 1, 10.0, 150_000.0),
+            run("slotline", 2, 20.0, 120_000.0),
+            run("fred", 0, 100.0, 50_000.0),
+        ],
+        ..report()
+    };
+    let t = r.ceiling_table();
+    assert!(
+        t.contains("| heavy | slotline | 120000/s | 18.0 ms | 20.0 ms |"),
+        "{t}"
+    );
+    assert!(
+        t.contains("| heavy | fred | 50000/s | 90.0 ms | 100 ms |"),
+        "{t}"
+    );
+    assert_eq!(t.lines().count(), 4, "{t}");
+}

@@ -522,6 +522,14 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
                 .as_ref()
                 .map(|o| (o.at_us as f64 / 1e3, o.length_us as f64 / 1e3));
             let mut report = PathReport::build(trace, &run, found.counts, extras);
+            let best = report
+                .series
+                .iter()
+                .map(|b| b.confirmed_per_s)
+                .fold(0.0f64, f64::max);
+            if best > 0.0 {
+                report.own_ceiling = Some(IdealQueue::on(trace, best));
+            }
             report.repetition = rep;
             runs.push(report);
         }
@@ -923,8 +931,10 @@ pub fn summary(report: &Report, outputs: &Outputs) -> String {
         .filter_map(|t| {
             t.ideal.map(|i| {
                 format!(
-                    "  `{}`: p99 {:.1} ms ({:.1} ms at twice the rate)",
-                    t.name, i.p99_ms, i.p99_at_double_rate_ms
+                    "  `{}`: p99 {} ({} at twice the rate)",
+                    t.name,
+                    report::ms_text(i.p99_ms),
+                    report::ms_text(i.p99_at_double_rate_ms)
                 )
             })
         })
@@ -939,6 +949,14 @@ pub fn summary(report: &Report, outputs: &Outputs) -> String {
              confirmed writes in any 100 ms of this run ({rate:.0}/s), would wait:\n{}\n",
             ideal.join("\n")
         ));
+    }
+    if report.runs.iter().any(|r| r.own_ceiling.is_some()) {
+        s.push_str(
+            "\nEach path's own ceiling: its best 100 ms confirmed rate in the run, and the p99 \
+             an ideal queue at that rate would give (close to the measured p99: the path's \
+             latency is its throughput limit here):\n\n",
+        );
+        s.push_str(&report.ceiling_table());
     }
     s.push_str(
         "\nEvery scenario and path (median and range over the runs; latencies from each \

@@ -376,6 +376,12 @@ pub struct PathReport {
     /// Which run of this scenario through this path (0-based; `--runs` repeats `heavy`).
     #[serde(default)]
     pub repetition: usize,
+    /// This path's throughput ceiling as the run showed it: its best 100 ms rate of writes
+    /// confirmed in Redis, and the p99 a first-in first-out server at that rate, with no
+    /// other cost, would have given on this trace ([`IdealQueue`]). When it is close to the
+    /// measured p99, the path's latency is its throughput limit on this machine.
+    #[serde(default)]
+    pub own_ceiling: Option<IdealQueue>,
     /// Writes offered.
     pub offered: u64,
     /// Writes acknowledged.
@@ -602,6 +608,7 @@ impl PathReport {
             path: extras.path,
             trace: trace.name.clone(),
             scenario: trace.name.clone(),
+            own_ceiling: None,
             p99_until_in_redis_ms: in_redis_latency_ms.p99,
             p99_caller_ms: caller_latency_ms.p99,
             acked: counts[1],
@@ -686,7 +693,8 @@ pub fn bytes_text(b: u64) -> String {
     }
 }
 
-fn ms_text(ms: f64) -> String {
+/// Milliseconds for a table: `12.3 ms`, `456 ms`, or `789 µs` below one.
+pub fn ms_text(ms: f64) -> String {
     if ms >= 100.0 {
         format!("{ms:.0} ms")
     } else if ms >= 1.0 {
@@ -971,6 +979,46 @@ impl Report {
                 let cells: Vec<String> = values.iter().map(|&v| show(v)).collect();
                 let _ = writeln!(t, "| {name} | {} | {best_text} |", cells.join(" | "));
             }
+        }
+        t
+    }
+
+    /// Per scenario and path (median run): the best 100 ms confirmed rate, the p99 an ideal
+    /// first-in first-out server at that rate would give on the trace, and the measured p99.
+    pub fn ceiling_table(&self) -> String {
+        let mut t = String::from(
+            "| scenario | path | best confirmed rate (100 ms) | ideal p99 at that rate | measured p99 until in Redis |\n|---|---|---|---|---|\n",
+        );
+        let mut seen: Vec<(&str, &str)> = Vec::new();
+        for r in &self.runs {
+            let key = (r.trace.as_str(), r.path.as_str());
+            if seen.contains(&key) {
+                continue;
+            }
+            seen.push(key);
+            let mut runs: Vec<&PathReport> = self
+                .runs
+                .iter()
+                .filter(|x| x.trace == r.trace && x.path == r.path)
+                .collect();
+            runs.sort_by(|a, b| {
+                a.in_redis_latency_ms
+                    .p99
+                    .total_cmp(&b.in_redis_latency_ms.p99)
+            });
+            let median = runs[runs.len() / 2];
+            let Some(c) = median.own_ceiling else {
+                continue;
+            };
+            let _ = writeln!(
+                t,
+                "| {} | {} | {:.0}/s | {} | {} |",
+                median.scenario,
+                median.path,
+                c.rate_per_s,
+                ms_text(c.p99_ms),
+                ms_text(median.in_redis_latency_ms.p99)
+            );
         }
         t
     }
