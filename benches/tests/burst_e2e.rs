@@ -346,3 +346,30 @@ fn repeated_runs_alternate_the_paths_order_and_are_summarised_per_path() {
     assert!(summary.contains("| heavy | redis-rs | 3 |"), "{summary}");
     let _ = std::fs::remove_dir_all(outputs.json.parent().unwrap());
 }
+
+#[test]
+fn equal_bounds_enforce_the_sidecars_queue_at_slotlines_capacity() {
+    let _one = one_run_at_a_time();
+    let cluster = LocalCluster::start().expect("a local cluster (redis-server on PATH)");
+    let a = Args {
+        duration: Duration::from_secs(1),
+        paths: vec![PathKind::Sidecar, PathKind::Slotline],
+        equal_bounds: true,
+        ..args(&cluster, "equal")
+    };
+    let (report, _) = run(&a, "burst (test, equal bounds)").unwrap();
+    let p = &report.params;
+    let slotline_total = p.slotline.shards * p.slotline.backpressure_limit;
+    assert!(
+        slotline_total > 10_000,
+        "the default configuration holds more than the default depth"
+    );
+    assert_eq!(p.sidecar.depth as u64, slotline_total);
+    assert!(p.sidecar.enforce);
+    for r in &report.runs {
+        assert_eq!(r.configured_depth, slotline_total, "{}", r.path);
+        assert!(r.depth_enforced, "{}", r.path);
+        assert_eq!(r.acked_lost, 0, "{}", r.path);
+    }
+    assert_eq!(report.runs.len(), 2);
+}
