@@ -55,8 +55,10 @@
 //! consumed one and then gives up without an item or a slot (its deadline passed while it
 //! looked again, or its future was dropped) would strand another waiter asleep beside an
 //! available item. So every waiter remembers that it owes a notification from the moment it
-//! consumes one until it takes an item or a slot, and if it returns (or is dropped) owing, it
-//! notifies one more waiter first. A spare wake-up costs the woken waiter one look.
+//! consumes one until it takes an item or a slot, or until a look finds every claimed slot
+//! released (the item it stood for was taken by someone else, and any later claim notifies);
+//! if it returns (or is dropped) owing, it notifies one more waiter first. A spare wake-up
+//! costs the woken waiter one look.
 
 use core::future::Future;
 use core::pin::Pin;
@@ -117,7 +119,7 @@ impl core::fmt::Debug for Waiters {
 
 /// Sleeps on `listener` until it is notified (`true`) or `deadline` passes (`false`).
 fn sleep(listener: EventListener, deadline: Option<Instant>) -> bool {
-    match deadline {
+    let woken = match deadline {
         Some(deadline) if Instant::now() >= deadline => false,
         // Loom cannot time out a park: under loom a deadline that has not passed yet waits
         // without limit (models use `Duration::MAX` or `Duration::ZERO`).
@@ -127,7 +129,12 @@ fn sleep(listener: EventListener, deadline: Option<Instant>) -> bool {
             listener.wait();
             true
         }
+    };
+    #[cfg(all(test, not(loom)))]
+    if woken {
+        tests::WOKEN.fetch_add(1, Ordering::Relaxed);
     }
+    woken
 }
 
 /// A caller counted in a waiter count until dropped.
@@ -376,6 +383,9 @@ impl<T> Ring<T> {
                 }
                 Look::Sleep => {
                     stall.reset();
+                    // Every slot claimed before this look has been taken: a notification
+                    // consumed earlier stood for one of them, and a later claim notifies.
+                    owed = false;
                     let woken = sleep(listener, deadline);
                     owed |= woken;
                     if !woken {
@@ -430,6 +440,8 @@ impl<T> Ring<T> {
                 }
                 Look::Sleep => {
                     stall.reset();
+                    // As in `pop_wait`: nothing owed once every claimed slot is released.
+                    owed = false;
                     value = back.expect("a value comes back unless done");
                     let woken = sleep(listener, deadline);
                     owed |= woken;
@@ -550,7 +562,8 @@ impl<T> Future for Pop<'_, T> {
                     Look::Done(done) => {
                         this.listener = None;
                         this.registered = None;
-                        // An item or a slot taken (or the ring closed: everyone was woken).
+                        // An item taken, or the ring closed (after which no waiter sleeps
+                        // without looking again: nothing is owed).
                         this.owed = false;
                         return Poll::Ready(done);
                     }
@@ -563,6 +576,8 @@ impl<T> Future for Pop<'_, T> {
                     }
                     Look::Sleep => {
                         this.stall.reset();
+                        // Nothing owed once every claimed slot is released (`pop_wait`).
+                        this.owed = false;
                         continue;
                     }
                 }
@@ -581,6 +596,8 @@ impl<T> Future for Pop<'_, T> {
 impl<T> Drop for Pop<'_, T> {
     fn drop(&mut self) {
         if self.owed {
+            // Our own listener first, so that the notification goes to another waiter.
+            drop(self.listener.take());
             self.ring.waiters.wake_poppers(1);
         }
     }
@@ -634,7 +651,8 @@ impl<T> Future for Push<'_, T> {
                     Look::Done(done) => {
                         this.listener = None;
                         this.registered = None;
-                        // An item or a slot taken (or the ring closed: everyone was woken).
+                        // A slot taken, or the ring closed (after which no waiter sleeps
+                        // without looking again: nothing is owed).
                         this.owed = false;
                         return Poll::Ready(done);
                     }
@@ -647,6 +665,8 @@ impl<T> Future for Push<'_, T> {
                     }
                     Look::Sleep => {
                         this.stall.reset();
+                        // Nothing owed once every claimed slot is released (`pop_wait`).
+                        this.owed = false;
                         continue;
                     }
                 }
@@ -666,6 +686,8 @@ impl<T> Future for Push<'_, T> {
 impl<T> Drop for Push<'_, T> {
     fn drop(&mut self) {
         if self.owed {
+            // Our own listener first, so that the notification goes to another waiter.
+            drop(self.listener.take());
             self.ring.waiters.wake_pushers(1);
         }
     }
@@ -689,10 +711,13 @@ mod tests {
     use core::mem::MaybeUninit;
 
     use crate::sync::Ordering;
-    use crate::{PopError, Ring};
+    use crate::{PopError, PushError, Ring};
 
     /// `Stall::wait` calls, across the crate's unit tests.
     pub(super) static STALL_WAITS: StdAtomic = StdAtomic::new(0);
+
+    /// Notifications that ended a blocking waiter's sleep, across the crate's unit tests.
+    pub(super) static WOKEN: StdAtomic = StdAtomic::new(0);
 
     /// Held by every test whose waiters reach `Stall::wait`, so that one test's count of
     /// looks does not include another's.
@@ -772,17 +797,16 @@ mod tests {
             .store(position.wrapping_add(1), Ordering::Release);
     }
 
-    fn wait_for_pop_waiters(ring: &Ring<u64>, n: usize) {
+    /// Waits until `n` callers are asleep on `event` (listening, nothing to do).
+    fn wait_for_sleepers(event: &event_listener::Event, n: usize) {
         let started = Instant::now();
-        while ring.waiters.pop_waiters.load(Ordering::SeqCst) < n {
+        while event.total_listeners() < n {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "no waiter came"
             );
             thread::sleep(Duration::from_millis(1));
         }
-        // Let it reach its listener and sleep.
-        thread::sleep(Duration::from_millis(50));
     }
 
     /// A waiter that consumed a notification and then timed out (the item it was woken for
@@ -795,9 +819,9 @@ mod tests {
         let ring = Arc::new(Ring::<u64>::new(4));
         let first = {
             let ring = Arc::clone(&ring);
-            thread::spawn(move || ring.pop_wait(Duration::from_millis(400)))
+            thread::spawn(move || ring.pop_wait(Duration::from_secs(2)))
         };
-        wait_for_pop_waiters(&ring, 1);
+        wait_for_sleepers(&ring.waiters.not_empty, 1);
         let second = {
             let ring = Arc::clone(&ring);
             thread::spawn(move || {
@@ -805,7 +829,8 @@ mod tests {
                 (ring.pop_wait(Duration::from_secs(20)), started.elapsed())
             })
         };
-        wait_for_pop_waiters(&ring, 2);
+        wait_for_sleepers(&ring.waiters.not_empty, 2);
+        assert!(!first.is_finished());
         // Slot 0 claimed and not written; slot 1 pushed, whose push sees two waiters and
         // notifies one: the older listener, the first waiter's.
         let stalled = claim(&ring);
@@ -845,7 +870,7 @@ mod tests {
                     (ring.pop_wait(Duration::from_secs(20)), started.elapsed())
                 })
             };
-            wait_for_pop_waiters(&ring, 2);
+            wait_for_sleepers(&ring.waiters.not_empty, 2);
             // Slot 0 in flight; slot 1's push notifies the future's (older) listener.
             let stalled = claim(&ring);
             ring.try_push(2).unwrap();
@@ -861,5 +886,93 @@ mod tests {
             );
         }
         assert_eq!(ring.try_pop(), Some(2));
+    }
+
+    /// The mirror image for room: a pusher woken by a pop whose slot is still behind one
+    /// claimed and not released times out and passes the wake-up on to the other pusher.
+    #[test]
+    #[cfg_attr(miri, ignore = "real-time sleeps of seconds; the logic runs natively")]
+    fn a_pusher_that_times_out_after_a_wake_up_passes_it_on() {
+        let _alone = one_at_a_time();
+        let ring = Arc::new(Ring::<u64>::new(2));
+        ring.try_push(1).unwrap();
+        ring.try_push(2).unwrap();
+        let first = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || ring.push_wait(10, Duration::from_secs(2)))
+        };
+        wait_for_sleepers(&ring.waiters.not_full, 1);
+        let second = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || {
+                let started = Instant::now();
+                (
+                    ring.push_wait(20, Duration::from_secs(20)),
+                    started.elapsed(),
+                )
+            })
+        };
+        wait_for_sleepers(&ring.waiters.not_full, 2);
+        assert!(!first.is_finished());
+        // A pop claims slot 0 by hand and does not release it; a second pop releases slot 1
+        // and notifies one pusher: the older, the first.
+        let head = ring.head.load(Ordering::SeqCst);
+        ring.head
+            .compare_exchange(head, ring.next(head), Ordering::SeqCst, Ordering::SeqCst)
+            .unwrap();
+        assert_eq!(ring.try_pop(), Some(2));
+        // The first pusher finds the tail's slot (0) still held until its deadline.
+        assert_eq!(first.join().unwrap(), Err(PushError::Full(10)));
+        // Slot 0 is released, notifying nobody: only a wake-up passed on wakes the second.
+        let slot = ring.slot(head);
+        // SAFETY: the head CAS above made this thread the slot's only consumer.
+        let value = slot
+            .value
+            .with_mut(|cell| unsafe { cell.read().assume_init() });
+        assert_eq!(value, 1);
+        slot.stamp
+            .store(head.wrapping_add(ring.one_lap), Ordering::Release);
+        let (pushed, after) = second.join().unwrap();
+        assert_eq!(pushed, Ok(()));
+        assert!(
+            after < Duration::from_secs(10),
+            "the second pusher slept to its deadline ({after:?}): a wake-up was swallowed"
+        );
+        assert_eq!(ring.try_pop(), Some(20));
+    }
+
+    /// A wake-up whose item someone else took is not owed: waiters that find every claimed
+    /// slot released go back to sleep without passing it on, so a stale wake-up dies instead
+    /// of circling among waiters that time out and retry.
+    #[test]
+    #[cfg_attr(miri, ignore = "real-time sleeps; the logic runs natively")]
+    fn a_stale_wake_up_is_not_passed_round_for_ever() {
+        let _alone = one_at_a_time();
+        let ring = Arc::new(Ring::<u64>::new(4));
+        let until = Instant::now() + Duration::from_millis(600);
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let ring = Arc::clone(&ring);
+                thread::spawn(move || {
+                    while Instant::now() < until {
+                        assert_eq!(
+                            ring.pop_wait(Duration::from_millis(20)),
+                            Err(PopError::Timeout)
+                        );
+                    }
+                })
+            })
+            .collect();
+        wait_for_sleepers(&ring.waiters.not_empty, 3);
+        let before = WOKEN.load(Ordering::SeqCst);
+        // A notification with no item behind it (as when a `try_pop` took the item first).
+        ring.waiters.wake_poppers(1);
+        for w in waiters {
+            w.join().unwrap();
+        }
+        let woken = WOKEN.load(Ordering::SeqCst) - before;
+        // One waiter takes it and finds nothing; passed on at every timeout it would wake a
+        // waiter about every 20 ms, some 25 times.
+        assert!(woken <= 2, "a stale wake-up woke waiters {woken} times");
     }
 }
