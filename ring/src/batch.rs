@@ -107,6 +107,25 @@ impl<T> Ring<T> {
                 break;
             };
             let waiting = self.push_waiters();
+            if count == 1 {
+                // One item (a consumer at its producer's heels): no chunk to fill and empty.
+                let slot = self.slot(head);
+                // SAFETY: as below, for the one written slot the CAS gave us.
+                let value = slot
+                    .value
+                    .with_mut(|cell| unsafe { cell.read().assume_init() });
+                // Set to `{ lap: lap + 1, index }`: empty for the next lap.
+                slot.stamp
+                    .store(head.wrapping_add(self.one_lap), Ordering::Release);
+                total += 1;
+                self.wake_pushers(waiting, 1);
+                // The slot is released: user code may run now.
+                out.extend(core::iter::once(value));
+                if want > 1 {
+                    break;
+                }
+                continue;
+            }
             let mut chunk = Chunk::<T, N>::new();
             self.each_slot(head, count, |position, slot| {
                 // SAFETY: the head CAS in `claim_ready` made us the only consumer of the
@@ -157,7 +176,15 @@ impl<T> Ring<T> {
             // stamps are read at different moments, and a slot one lap on could pass the
             // check if the head moved in between (the CAS would then fail anyway).
             let limit = max.min(self.cap);
-            let count = 1 + self.run_of(self.next(head), limit - 1, 1);
+            // The slot after the head first, on its own: a consumer at its producer's heels
+            // finds it not ready and should pay no more than that one look.
+            let mut count = 1;
+            if limit > 1 {
+                let second = self.next(head);
+                if self.slot(second).stamp.load(Ordering::Acquire) == second.wrapping_add(1) {
+                    count = 2 + self.run_of(self.next(second), limit - 2, 1);
+                }
+            }
             let end = self.advance(head, count);
             match self
                 .head
