@@ -10,7 +10,8 @@
 //! 2. one CAS moves the head past all `k` of them; if it fails, another consumer moved the
 //!    head, and we start over from its new value;
 //! 3. move the `k` values into a fixed-size chunk on the stack, releasing each slot (its stamp
-//!    store) as it is emptied;
+//!    store) as it is emptied (a single item skips the chunk: it is moved out and its slot
+//!    released the same way);
 //! 4. only then hand the chunk to `out.extend`: no user code runs while a slot is claimed, so a
 //!    slow or re-entrant `Extend` (one that pushes into the same ring, say) delays nobody.
 //!
@@ -62,10 +63,11 @@ impl<T> Ring<T> {
     /// items, so it returns even while producers keep refilling the ring.
     ///
     /// Items are claimed with one CAS on the head per chunk (64 items of up to 64 bytes; fewer,
-    /// larger items per chunk), moved into that chunk on the stack, and their slots released,
-    /// before `out.extend` sees them. So `extend` runs no code while the ring waits on it: it
-    /// may be slow, panic, or push into this same ring. If it panics, the items of that chunk
-    /// it did not take are dropped (each exactly once) and the ring is unaffected.
+    /// larger items per chunk), moved into that chunk on the stack (or, for a single item,
+    /// simply moved out), and their slots released, before `out.extend` sees them. So `extend`
+    /// runs no code while the ring waits on it: it may be slow, panic, or push into this same
+    /// ring. If it panics, the items of that chunk it did not take are dropped (each exactly
+    /// once) and the ring is unaffected.
     ///
     /// # Examples
     ///

@@ -131,6 +131,44 @@ fn pop_batch_releases_its_slots_when_extend_panics() {
     assert_eq!(drops.load(Ordering::Relaxed), 8);
 }
 
+/// The same when the batch finds a single item (handed over without the stack chunk).
+#[test]
+fn a_single_item_batch_releases_its_slot_when_extend_panics() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let ring = Ring::new(2);
+    ring.try_push(Counted(drops.clone(), 0)).unwrap();
+    // `Explodes` holding an item already panics on the next one.
+    let mut out = Explodes(vec![Counted(drops.clone(), 9)]);
+    let result = catch_unwind(AssertUnwindSafe(|| ring.pop_batch(64, &mut out)));
+    assert!(result.is_err());
+    // The item was dropped once, during the unwind, and its slot is free again.
+    assert_eq!(drops.load(Ordering::Relaxed), 1);
+    assert!(ring.is_empty());
+    for i in 0..2 {
+        ring.try_push(Counted(drops.clone(), i)).unwrap();
+    }
+    assert_eq!(ring.len(), 2);
+    drop(ring);
+    drop(out);
+    assert_eq!(drops.load(Ordering::Relaxed), 4);
+}
+
+/// Items over 1 KiB take one slot per claim: a batch still takes every ready item, in order.
+#[test]
+fn large_items_pop_one_per_claim_in_order() {
+    let ring = Ring::new(5);
+    for i in 0..5u8 {
+        ring.try_push([i; 2048]).unwrap();
+    }
+    let mut out = Vec::new();
+    assert_eq!(ring.pop_batch(4, &mut out), 4);
+    assert_eq!(ring.pop_batch(64, &mut out), 1);
+    assert_eq!(ring.pop_batch(64, &mut out), 0);
+    let firsts: Vec<u8> = out.iter().map(|item| item[0]).collect();
+    assert_eq!(firsts, [0, 1, 2, 3, 4]);
+    assert!(out.iter().all(|item| item.iter().all(|&b| b == item[0])));
+}
+
 #[test]
 fn zero_sized_items_are_counted() {
     let cap = if cfg!(miri) { 50 } else { 1000 };
