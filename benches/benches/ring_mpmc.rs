@@ -540,6 +540,19 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".to_owned())
 }
 
+/// The baseline every transfer scenario is measured against (`ArrayQueue` with single ops,
+/// `p` producers and `c` consumers) and a second copy of it, the control that shows the noise.
+fn array_queue_baseline(p: usize, c: usize) -> Vec<Contender<'static>> {
+    vec![
+        Contender::new("crossbeam ArrayQueue (baseline)", move || {
+            transfer(&fresh_array_queue(), p, c, ITEMS)
+        }),
+        Contender::new("ArrayQueue control", move || {
+            transfer(&fresh_array_queue(), p, c, ITEMS)
+        }),
+    ]
+}
+
 fn ab(rounds: usize, only: Option<&str>) {
     sanity();
     println!(
@@ -586,13 +599,8 @@ fn ab(rounds: usize, only: Option<&str>) {
         if !run(scenario) {
             continue;
         }
-        let mut contenders = vec![
-            Contender::new("crossbeam ArrayQueue (baseline)", move || {
-                transfer(&fresh_array_queue(), p, c, ITEMS)
-            }),
-            Contender::new("ArrayQueue control", move || {
-                transfer(&fresh_array_queue(), p, c, ITEMS)
-            }),
+        let mut contenders = array_queue_baseline(p, c);
+        contenders.extend([
             Contender::new("slotline Ring", move || {
                 transfer(&fresh_ring(), p, c, ITEMS)
             }),
@@ -603,7 +611,7 @@ fn ab(rounds: usize, only: Option<&str>) {
                 transfer(&channel(), p, c, ITEMS)
             }),
             Contender::new("Mutex<VecDeque>", move || transfer(&locked(), p, c, ITEMS)),
-        ];
+        ]);
         if p == 1 && c == 1 {
             contenders.push(Contender::new("rtrb (SPSC only)", || rtrb_spsc(ITEMS)));
         }
@@ -615,37 +623,28 @@ fn ab(rounds: usize, only: Option<&str>) {
             ">= 2x",
             mitems(ITEMS),
             rounds,
-            vec![
-                Contender::new("crossbeam ArrayQueue (baseline)", || {
-                    transfer(&fresh_array_queue(), 1, 1, ITEMS)
-                }),
-                Contender::new("ArrayQueue control", || {
-                    transfer(&fresh_array_queue(), 1, 1, ITEMS)
-                }),
-                Contender::new("slotline Ring, pop_batch(64)", || {
-                    spsc_batch(&fresh_ring(), ITEMS)
-                }),
-                Contender::new("slotline Ring, single pops", || {
-                    transfer(&fresh_ring(), 1, 1, ITEMS)
-                }),
-            ],
+            array_queue_baseline(1, 1)
+                .into_iter()
+                .chain([
+                    Contender::new("slotline Ring, pop_batch(64)", || {
+                        spsc_batch(&fresh_ring(), ITEMS)
+                    }),
+                    Contender::new("slotline Ring, single pops", || {
+                        transfer(&fresh_ring(), 1, 1, ITEMS)
+                    }),
+                ])
+                .collect(),
         );
     }
     for (scenario, p, c) in [("batch_spsc", 1, 1), ("batch_2p2c", 2, 2)] {
         if !run(scenario) {
             continue;
         }
-        let mut contenders = vec![
-            Contender::new("crossbeam ArrayQueue single ops (baseline)", move || {
-                transfer(&fresh_array_queue(), p, c, ITEMS)
-            }),
-            Contender::new("ArrayQueue control", move || {
-                transfer(&fresh_array_queue(), p, c, ITEMS)
-            }),
-            Contender::new("slotline Ring, push_slice(64) + pop_batch(64)", move || {
-                batch_transfer(&fresh_ring(), p, c, ITEMS)
-            }),
-        ];
+        let mut contenders = array_queue_baseline(p, c);
+        contenders.push(Contender::new(
+            "slotline Ring, push_slice(64) + pop_batch(64)",
+            move || batch_transfer(&fresh_ring(), p, c, ITEMS),
+        ));
         if p == 1 {
             contenders.push(Contender::new(
                 "rtrb chunks of 64 (SPSC only; the moonshot: Ring >= this)",

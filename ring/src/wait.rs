@@ -734,11 +734,7 @@ mod tests {
     fn a_waiter_naps_through_an_unpublished_claim_and_gets_the_item() {
         let _alone = one_at_a_time();
         let ring = Arc::new(Ring::<u64>::new(4));
-        // The claim of a push, by hand: the tail CAS, nothing written yet.
-        let tail = ring.tail.load(Ordering::SeqCst);
-        ring.tail
-            .compare_exchange(tail, ring.next(tail), Ordering::SeqCst, Ordering::SeqCst)
-            .unwrap();
+        let tail = claim(&ring);
         let looks = || STALL_WAITS.load(Ordering::SeqCst);
         let before = looks();
         let waiter = {
@@ -766,11 +762,7 @@ mod tests {
         );
         assert!(!waiter.is_finished(), "nothing was published yet");
         // The publish, without a notify (the push read the count before the waiter came).
-        let slot = ring.slot(tail);
-        // SAFETY: the CAS above made this thread the slot's only writer.
-        slot.value
-            .with_mut(|cell| unsafe { cell.write(MaybeUninit::new(42)) });
-        slot.stamp.store(tail.wrapping_add(1), Ordering::Release);
+        publish(&ring, tail, 42);
         let published = Instant::now();
         assert_eq!(waiter.join().unwrap(), Ok(42));
         // A generous liveness bound: the next nap ends within 1 ms.
@@ -795,6 +787,24 @@ mod tests {
             .with_mut(|cell| unsafe { cell.write(MaybeUninit::new(value)) });
         slot.stamp
             .store(position.wrapping_add(1), Ordering::Release);
+    }
+
+    /// Runs `wait` on a thread of its own, timing it.
+    fn timed<R: Send + 'static>(
+        wait: impl FnOnce() -> R + Send + 'static,
+    ) -> thread::JoinHandle<(R, Duration)> {
+        thread::spawn(move || {
+            let started = Instant::now();
+            (wait(), started.elapsed())
+        })
+    }
+
+    /// A waiter with a 20 s deadline that returned within 10 s was woken, not timed out.
+    fn assert_woken(who: &str, after: Duration) {
+        assert!(
+            after < Duration::from_secs(10),
+            "{who} slept to its deadline ({after:?}): a wake-up was swallowed"
+        );
     }
 
     /// Waits until `n` callers are asleep on `event` (listening, nothing to do).
@@ -824,10 +834,7 @@ mod tests {
         wait_for_sleepers(&ring.waiters.not_empty, 1);
         let second = {
             let ring = Arc::clone(&ring);
-            thread::spawn(move || {
-                let started = Instant::now();
-                (ring.pop_wait(Duration::from_secs(20)), started.elapsed())
-            })
+            timed(move || ring.pop_wait(Duration::from_secs(20)))
         };
         wait_for_sleepers(&ring.waiters.not_empty, 2);
         assert!(!first.is_finished());
@@ -841,10 +848,7 @@ mod tests {
         publish(&ring, stalled, 1);
         let (got, after) = second.join().unwrap();
         assert_eq!(got, Ok(1));
-        assert!(
-            after < Duration::from_secs(10),
-            "the second waiter slept to its deadline ({after:?}): a wake-up was swallowed"
-        );
+        assert_woken("the second waiter", after);
         assert_eq!(ring.try_pop(), Some(2));
     }
 
@@ -865,10 +869,7 @@ mod tests {
             assert!(pop.as_mut().poll(&mut cx).is_pending());
             let second = {
                 let ring = Arc::clone(&ring);
-                thread::spawn(move || {
-                    let started = Instant::now();
-                    (ring.pop_wait(Duration::from_secs(20)), started.elapsed())
-                })
+                timed(move || ring.pop_wait(Duration::from_secs(20)))
             };
             wait_for_sleepers(&ring.waiters.not_empty, 2);
             // Slot 0 in flight; slot 1's push notifies the future's (older) listener.
@@ -880,10 +881,7 @@ mod tests {
             publish(&ring, stalled, 1);
             let (got, after) = second.join().unwrap();
             assert_eq!(got, Ok(1));
-            assert!(
-                after < Duration::from_secs(10),
-                "the blocking waiter slept to its deadline ({after:?}): a wake-up was swallowed"
-            );
+            assert_woken("the blocking waiter", after);
         }
         assert_eq!(ring.try_pop(), Some(2));
     }
@@ -904,13 +902,7 @@ mod tests {
         wait_for_sleepers(&ring.waiters.not_full, 1);
         let second = {
             let ring = Arc::clone(&ring);
-            thread::spawn(move || {
-                let started = Instant::now();
-                (
-                    ring.push_wait(20, Duration::from_secs(20)),
-                    started.elapsed(),
-                )
-            })
+            timed(move || ring.push_wait(20, Duration::from_secs(20)))
         };
         wait_for_sleepers(&ring.waiters.not_full, 2);
         assert!(!first.is_finished());
@@ -934,10 +926,7 @@ mod tests {
             .store(head.wrapping_add(ring.one_lap), Ordering::Release);
         let (pushed, after) = second.join().unwrap();
         assert_eq!(pushed, Ok(()));
-        assert!(
-            after < Duration::from_secs(10),
-            "the second pusher slept to its deadline ({after:?}): a wake-up was swallowed"
-        );
+        assert_woken("the second pusher", after);
         assert_eq!(ring.try_pop(), Some(20));
     }
 

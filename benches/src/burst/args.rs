@@ -75,7 +75,7 @@ struct Cli {
             burst in 4 s")]
     seed: u64,
 
-    #[arg(long, value_name = "N", default_value = "100000", value_parser = users,
+    #[arg(long, value_name = "N", default_value = "100000", value_parser = at_least_one::<u32>,
         allow_hyphen_values = true, help_heading = TRACE,
         help = "distinct users (keys geo:{user<id>})")]
     users: u32,
@@ -130,7 +130,7 @@ struct Cli {
         help = "slotline's YAML configuration; its `nodes` are replaced by the cluster's")]
     config: PathBuf,
 
-    #[arg(long, value_name = "N", default_value = "10000", value_parser = at_least_one,
+    #[arg(long, value_name = "N", default_value = "10000", value_parser = at_least_one::<usize>,
         allow_hyphen_values = true, help_heading = PATHS,
         help = "the sidecar's configured queue depth")]
     sidecar_depth: usize,
@@ -148,7 +148,7 @@ struct Cli {
         help_heading = PATHS, help = "the sidecar's flush interval")]
     sidecar_window: Duration,
 
-    #[arg(long, value_name = "N", default_value = "1000", value_parser = at_least_one,
+    #[arg(long, value_name = "N", default_value = "1000", value_parser = at_least_one::<usize>,
         allow_hyphen_values = true, help_heading = PATHS,
         help = "commands per pipelined batch to one master")]
     sidecar_batch: usize,
@@ -557,14 +557,6 @@ fn seed(v: &str) -> Result<u64, String> {
     number(v, "a whole number")
 }
 
-fn users(v: &str) -> Result<u32, String> {
-    let n: u32 = number(v, "a whole number")?;
-    if n == 0 {
-        return Err("must be at least 1".to_owned());
-    }
-    Ok(n)
-}
-
 fn zipf(v: &str) -> Result<f64, String> {
     let s: f64 = number(v, "a number")?;
     if !(s.is_finite() && s >= 0.0) {
@@ -590,10 +582,10 @@ fn callers(v: &str) -> Result<usize, String> {
     whole_in(v, 1..=1024)
 }
 
-/// `--sidecar-depth`, `--sidecar-batch`.
-fn at_least_one(v: &str) -> Result<usize, String> {
-    let n: usize = number(v, "a whole number")?;
-    if n == 0 {
+/// `--users`, `--sidecar-depth`, `--sidecar-batch`: a whole number, not 0.
+fn at_least_one<T: std::str::FromStr + Default + PartialEq>(v: &str) -> Result<T, String> {
+    let n: T = number(v, "a whole number")?;
+    if n == T::default() {
         return Err("must be at least 1".to_owned());
     }
     Ok(n)

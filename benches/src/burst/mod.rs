@@ -522,11 +522,7 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
                 .as_ref()
                 .map(|o| (o.at_us as f64 / 1e3, o.length_us as f64 / 1e3));
             let mut report = PathReport::build(trace, &run, found.counts, extras);
-            let best = report
-                .series
-                .iter()
-                .map(|b| b.confirmed_per_s)
-                .fold(0.0f64, f64::max);
+            let best = report.best_confirmed_per_s();
             if best > 0.0 {
                 report.own_ceiling = Some(IdealQueue::on(trace, best));
             }
@@ -557,7 +553,7 @@ pub fn run(args: &Args, command: &str) -> Result<(Report, Outputs), String> {
             // The cluster's demonstrated capacity: the best 100 ms confirmed rate of any run.
             let capacity = runs
                 .iter()
-                .flat_map(|r| r.series.iter().map(|b| b.confirmed_per_s))
+                .map(PathReport::best_confirmed_per_s)
                 .fold(0.0f64, f64::max);
             traces
                 .iter()

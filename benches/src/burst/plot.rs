@@ -25,7 +25,7 @@ use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-use super::report::{Bucket, PathReport, Report, BUCKET_MS};
+use super::report::{ms_text, Bucket, PathReport, Report, BUCKET_MS};
 
 /// The outage band's fill in the SVG (`fill="#FFC878"` on its `rect`s).
 pub const OUTAGE_FILL: &str = "#FFC878";
@@ -86,16 +86,6 @@ pub(super) fn thousands(v: u64) -> String {
         out.push(c);
     }
     out
-}
-
-fn ms_text(ms: f64) -> String {
-    if ms >= 100.0 {
-        format!("{ms:.0} ms")
-    } else if ms >= 1.0 {
-        format!("{ms:.1} ms")
-    } else {
-        format!("{:.0} µs", ms * 1e3)
-    }
 }
 
 /// The path's memory growth in a bucket, MiB: the `burst` process's growth plus the proxy's

@@ -468,6 +468,14 @@ pub struct PathExtras {
 }
 
 impl PathReport {
+    /// The highest rate of writes confirmed in Redis over any 100 ms bucket of the run.
+    pub fn best_confirmed_per_s(&self) -> f64 {
+        self.series
+            .iter()
+            .map(|b| b.confirmed_per_s)
+            .fold(0.0f64, f64::max)
+    }
+
     /// Builds the report of `run` (a replay of `trace`) with its read-back.
     pub fn build(
         trace: &Trace,
