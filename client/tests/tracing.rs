@@ -135,6 +135,24 @@ fn the_client_reports_what_it_does_as_events() {
         })
         .collect();
     collect.wait_for(&["slotline::backpressure", "TRACE", "waiting for room"]);
+    // A caller may start waiting before the I/O thread has taken its first batch to the paused
+    // master; that take frees room for a moment. Refuse only once the state is settled: a
+    // batch in flight (the pipeline holds one, and the master does not answer) and the queue
+    // at its threshold (8 of 16).
+    let settled = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = client.metrics();
+        let queued = m.total.ring.map_or(0, |r| r.len);
+        if m.total.in_flight >= 1 && queued >= 8 {
+            break;
+        }
+        assert!(
+            Instant::now() < settled,
+            "the paused master's queue never settled: {} in flight, {queued} queued",
+            m.total.in_flight
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let reject = CallOptions::new().fallback_strategy(FallbackStrategy::Reject);
     let extra = keys_on(&map, port, "bp2:", 1).remove(0);
     assert_eq!(
