@@ -129,18 +129,27 @@ impl<T> Ring<T> {
                 continue;
             }
             let mut chunk = Chunk::<T, N>::new();
-            self.each_slot(head, count, |position, slot| {
-                // SAFETY: the head CAS in `claim_ready` made us the only consumer of the
-                // `count` written slots from `head` on; `each_slot` visits each once, and its
-                // stamp was loaded with Acquire after the producer's write.
-                let value = slot
-                    .value
-                    .with_mut(|cell| unsafe { cell.read().assume_init() });
-                chunk.push(value);
-                // Set to `{ lap: lap + 1, index }`: empty for the next lap.
-                slot.stamp
-                    .store(position.wrapping_add(self.one_lap), Ordering::Release);
+            // `claim_ready` claimed at most `want <= N` slots: this slicing cannot fail.
+            let dst = &mut chunk.items[..count];
+            self.each_run(head, count, |position, slots, offset| {
+                let dst = &mut dst[offset..offset + slots.len()];
+                for (k, (slot, dst)) in slots.iter().zip(dst).enumerate() {
+                    // SAFETY: the head CAS in `claim_ready` made us the only consumer of the
+                    // `count` written slots from `head` on; `each_run` visits each once, and
+                    // its stamp was loaded with Acquire after the producer's write.
+                    let value = slot
+                        .value
+                        .with_mut(|cell| unsafe { cell.read().assume_init() });
+                    dst.write(value);
+                    // Set to `{ lap: lap + 1, index }`: empty for the next lap.
+                    slot.stamp.store(
+                        position.wrapping_add(k).wrapping_add(self.one_lap),
+                        Ordering::Release,
+                    );
+                }
             });
+            // `items[..count]` are initialised now.
+            chunk.len = count;
             total += count;
             self.wake_pushers(waiting, count);
             // Every slot is released: user code may run now. Items `extend` does not take are
@@ -263,20 +272,23 @@ impl<T> Ring<T> {
         (position & !(self.one_lap - 1)).wrapping_add(self.one_lap)
     }
 
-    /// Calls `f(position, slot)` for the `count` (at most the capacity) positions from
-    /// `start` on, in order: at most two runs of adjacent slots (before and after the wrap),
-    /// walked as slices, with no per-slot wrap test.
+    /// Calls `f(position, slots, offset)` for the at most two runs of adjacent slots (before
+    /// and after the wrap) that the `count` (at most the capacity) positions from `start` on
+    /// occupy: `position` is the run's first position, `offset` how many positions precede
+    /// the run. Callers walk each run as a slice zipped with their items: no per-slot wrap
+    /// test or bounds check.
     #[inline(always)]
-    fn each_slot(&self, start: usize, count: usize, mut f: impl FnMut(usize, &Slot<T>)) {
+    fn each_run(&self, start: usize, count: usize, mut f: impl FnMut(usize, &[Slot<T>], usize)) {
         debug_assert!(count <= self.cap);
         let index = self.index(start);
         let first = count.min(self.cap - index);
-        for (k, slot) in self.buffer[index..index + first].iter().enumerate() {
-            f(start.wrapping_add(k), slot);
-        }
-        let wrapped = self.lap_start_after(start);
-        for (k, slot) in self.buffer[..count - first].iter().enumerate() {
-            f(wrapped.wrapping_add(k), slot);
+        f(start, &self.buffer[index..index + first], 0);
+        if first < count {
+            f(
+                self.lap_start_after(start),
+                &self.buffer[..count - first],
+                first,
+            );
         }
     }
 
@@ -348,11 +360,10 @@ impl<T> Ring<T> {
         let waiting = self.pop_waiters();
         // `drain` yields exactly `count` items and runs no user code.
         let mut values = items.drain(..count);
-        self.each_slot(tail, count, |position, slot| {
-            let value = values
-                .next()
-                .expect("`drain(..count)` yields `count` items");
-            self.publish(slot, position, value);
+        self.each_run(tail, count, |position, slots, _| {
+            for (k, (slot, value)) in slots.iter().zip(values.by_ref()).enumerate() {
+                self.publish(slot, position.wrapping_add(k), value);
+            }
         });
         self.wake_poppers(waiting, count);
         count
@@ -389,10 +400,11 @@ impl<T> Ring<T> {
             return 0;
         };
         let waiting = self.pop_waiters();
-        let mut values = items[..count].iter();
-        self.each_slot(tail, count, |position, slot| {
-            let value = *values.next().expect("`items[..count]` has `count` items");
-            self.publish(slot, position, value);
+        self.each_run(tail, count, |position, slots, offset| {
+            let values = &items[offset..offset + slots.len()];
+            for (k, (slot, &value)) in slots.iter().zip(values).enumerate() {
+                self.publish(slot, position.wrapping_add(k), value);
+            }
         });
         self.wake_poppers(waiting, count);
         count
@@ -417,15 +429,6 @@ impl<T, const N: usize> Chunk<T, N> {
             len: 0,
         }
     }
-
-    #[inline(always)]
-    fn push(&mut self, value: T) {
-        debug_assert!(self.len < N, "chunk overflow");
-        // `claim_ready` never claims more than `N` slots per chunk; the bounds check stays
-        // (it is cheap) so a broken caller panics instead of writing out of bounds.
-        self.items[self.len].write(value);
-        self.len += 1;
-    }
 }
 
 impl<T, const N: usize> Iterator for Chunk<T, N> {
@@ -438,9 +441,9 @@ impl<T, const N: usize> Iterator for Chunk<T, N> {
         }
         let at = self.next;
         self.next += 1;
-        // SAFETY: `items[at]` is initialised (`at < len`) and not yielded yet; `next` moved
-        // past it, so it is read once.
-        Some(unsafe { self.items[at].assume_init_read() })
+        // SAFETY: `items[at]` exists and is initialised (`at < len <= N`), and is not yielded
+        // yet; `next` moved past it, so it is read once.
+        Some(unsafe { self.items.get_unchecked(at).assume_init_read() })
     }
 
     #[inline]
