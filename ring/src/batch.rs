@@ -128,39 +128,53 @@ impl<T> Ring<T> {
                 }
                 continue;
             }
-            let mut chunk = Chunk::<T, N>::new();
-            // `claim_ready` claimed at most `want <= N` slots: this slicing cannot fail.
-            let dst = &mut chunk.items[..count];
-            self.each_run(head, count, |position, slots, offset| {
-                let dst = &mut dst[offset..offset + slots.len()];
-                for (k, (slot, dst)) in slots.iter().zip(dst).enumerate() {
-                    // SAFETY: the head CAS in `claim_ready` made us the only consumer of the
-                    // `count` written slots from `head` on; `each_run` visits each once, and
-                    // its stamp was loaded with Acquire after the producer's write.
-                    let value = slot
-                        .value
-                        .with_mut(|cell| unsafe { cell.read().assume_init() });
-                    dst.write(value);
-                    // Set to `{ lap: lap + 1, index }`: empty for the next lap.
-                    slot.stamp.store(
-                        position.wrapping_add(k).wrapping_add(self.one_lap),
-                        Ordering::Release,
-                    );
-                }
-            });
-            // `items[..count]` are initialised now.
-            chunk.len = count;
+            self.hand_over_run::<N, E>(head, count, waiting, out);
             total += count;
-            self.wake_pushers(waiting, count);
-            // Every slot is released: user code may run now. Items `extend` does not take are
-            // dropped with the chunk.
-            out.extend(&mut chunk);
             if count < want {
                 // The slot after the run was not ready; do not go round again.
                 break;
             }
         }
         total
+    }
+
+    /// Moves the `count` (2 to `N`) written slots from `head` on, claimed by `claim_ready`,
+    /// into a chunk on the stack, releases them, then hands the chunk to `out`. Out of line,
+    /// so that the chunk's stack frame is not set up for every call that finds one item.
+    #[inline(never)]
+    fn hand_over_run<const N: usize, E: Extend<T>>(
+        &self,
+        head: usize,
+        count: usize,
+        waiting: usize,
+        out: &mut E,
+    ) {
+        let mut chunk = Chunk::<T, N>::new();
+        // `claim_ready` claimed at most `N` slots: this slicing cannot fail.
+        let dst = &mut chunk.items[..count];
+        self.each_run(head, count, |position, slots, offset| {
+            let dst = &mut dst[offset..offset + slots.len()];
+            for (k, (slot, dst)) in slots.iter().zip(dst).enumerate() {
+                // SAFETY: the head CAS in `claim_ready` made us the only consumer of the
+                // `count` written slots from `head` on; `each_run` visits each once, and its
+                // stamp was loaded with Acquire after the producer's write.
+                let value = slot
+                    .value
+                    .with_mut(|cell| unsafe { cell.read().assume_init() });
+                dst.write(value);
+                // Set to `{ lap: lap + 1, index }`: empty for the next lap.
+                slot.stamp.store(
+                    position.wrapping_add(k).wrapping_add(self.one_lap),
+                    Ordering::Release,
+                );
+            }
+        });
+        // `items[..count]` are initialised now.
+        chunk.len = count;
+        self.wake_pushers(waiting, count);
+        // Every slot is released: user code may run now. Items `extend` does not take are
+        // dropped with the chunk.
+        out.extend(&mut chunk);
     }
 
     /// Claims the run of written slots at the head, at most `max` (>= 1) and at most the
@@ -300,18 +314,15 @@ impl<T> Ring<T> {
         debug_assert!(limit <= self.cap);
         let index = self.index(start);
         let first = limit.min(self.cap - index);
-        for (k, slot) in self.buffer[index..index + first].iter().enumerate() {
-            if slot.stamp.load(Ordering::Acquire) != start.wrapping_add(k + delta) {
-                return k;
-            }
+        let n = run_in(
+            &self.buffer[index..index + first],
+            start.wrapping_add(delta),
+        );
+        if n < first {
+            return n;
         }
         let wrapped = self.lap_start_after(start);
-        for (k, slot) in self.buffer[..limit - first].iter().enumerate() {
-            if slot.stamp.load(Ordering::Acquire) != wrapped.wrapping_add(k + delta) {
-                return first + k;
-            }
-        }
-        limit
+        first + run_in(&self.buffer[..limit - first], wrapped.wrapping_add(delta))
     }
 
     /// Writes `value` into a slot claimed by `claim_empty` and publishes it.
@@ -409,6 +420,30 @@ impl<T> Ring<T> {
         self.wake_poppers(waiting, count);
         count
     }
+}
+
+/// How many slots in a row from the start of `slots` have the stamps `expect`, `expect + 1`,
+/// and so on. Four stamps are compared per step with one branch (a load or two past the end of
+/// the run cost nothing but the loads), then the rest one by one. Out of line: a consumer
+/// at its producer's heels never gets here, and its path stays short.
+#[inline(never)]
+fn run_in<T>(slots: &[Slot<T>], expect: usize) -> usize {
+    let mut n = 0;
+    for quad in slots.chunks_exact(4) {
+        let e = expect.wrapping_add(n);
+        let stamp = |k: usize| quad[k].stamp.load(Ordering::Acquire) ^ e.wrapping_add(k);
+        if stamp(0) | stamp(1) | stamp(2) | stamp(3) != 0 {
+            break;
+        }
+        n += 4;
+    }
+    for slot in &slots[n..] {
+        if slot.stamp.load(Ordering::Acquire) != expect.wrapping_add(n) {
+            break;
+        }
+        n += 1;
+    }
+    n
 }
 
 /// Up to `N` items moved out of claimed slots, handed to the caller after the slots are
