@@ -290,7 +290,7 @@ impl<T> Ring<T> {
     /// and after the wrap) that the `count` (at most the capacity) positions from `start` on
     /// occupy: `position` is the run's first position, `offset` how many positions precede
     /// the run. Callers walk each run as a slice zipped with their items: no per-slot wrap
-    /// test or bounds check.
+    /// test, and one bounds check per run at most.
     #[inline(always)]
     fn each_run(&self, start: usize, count: usize, mut f: impl FnMut(usize, &[Slot<T>], usize)) {
         debug_assert!(count <= self.cap);
@@ -372,6 +372,8 @@ impl<T> Ring<T> {
         // `drain` yields exactly `count` items and runs no user code.
         let mut values = items.drain(..count);
         self.each_run(tail, count, |position, slots, _| {
+            // Slots first: `Zip` stops when they run out without taking one more value,
+            // which would be lost at the wrap.
             for (k, (slot, value)) in slots.iter().zip(values.by_ref()).enumerate() {
                 self.publish(slot, position.wrapping_add(k), value);
             }
@@ -423,8 +425,9 @@ impl<T> Ring<T> {
 }
 
 /// How many slots in a row from the start of `slots` have the stamps `expect`, `expect + 1`,
-/// and so on. Four stamps are compared per step with one branch (a load or two past the end of
-/// the run cost nothing but the loads), then the rest one by one. Out of line: a consumer
+/// and so on. Four stamps are compared per step with one branch, then the rest one by one: a
+/// group that fails is loaded again slot by slot, so up to seven loads go past the end of the
+/// run (atomic loads inside `slots`, which nothing claims by reading). Out of line: a consumer
 /// at its producer's heels never gets here, and its path stays short.
 #[inline(never)]
 fn run_in<T>(slots: &[Slot<T>], expect: usize) -> usize {
