@@ -175,13 +175,14 @@ fn offered_equals_acknowledged_plus_refused_and_slotline_loses_nothing() {
         .all(|r| r.series.iter().all(|b| b.proxy_rss_kib.is_none())));
 
     // Stopped at once when the replay ends (no grace): what was still queued was
-    // acknowledged and is lost, and the read-back finds it. The window is longer than the
-    // replay (2 s), so no flush runs before the stop: a shorter one could take the trace's last
-    // writes (its tail burst ends at 2.0 s) just before the stop arrives, leaving nothing queued.
+    // acknowledged and is lost, and the read-back finds it. The window is far longer than the
+    // run, so no flush runs before the stop (a short one could take the trace's last writes,
+    // its tail burst ends at 2.0 s, just before the stop arrives, leaving nothing queued); with
+    // no grace the proxy drops its queue as soon as the stop comes, not a window later.
     let mut a = args(&cluster, "stop");
     a.paths = vec![PathKind::Sidecar];
     a.sidecar.grace = Duration::ZERO;
-    a.sidecar.window = Duration::from_secs(5);
+    a.sidecar.window = Duration::from_secs(600);
     let (report, _) = run(&a, "burst (test, no grace)").unwrap();
     let r = &report.runs[0];
     let dropped = r

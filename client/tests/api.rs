@@ -942,8 +942,10 @@ fn waiters_for_room_follow_their_slot_to_its_new_master() {
     let slot = slotline_router::key_slot(&keys[0]).get();
     let i = node_index(&cluster, from);
     cluster.pause_node(i).expect("SIGSTOP");
-    // Five writes with a 400 ms deadline take the window and the watched head; when their
-    // deadline passes, the client re-reads the topology.
+    // Five writes with a 1.5 s deadline go first: a batch of them is sent to the frozen master
+    // and the rest queue behind it. When their deadline passes in flight, the client re-reads
+    // the topology. The deadline leaves the fillers and the slot move below time to happen
+    // first on a loaded machine: that one re-read must see the new owner.
     let short: Vec<_> = keys[..5]
         .iter()
         .map(|k| {
@@ -952,12 +954,17 @@ fn waiters_for_room_follow_their_slot_to_its_new_master() {
                 client.commit_with(
                     &k,
                     b"v",
-                    &CallOptions::new().timeout(Duration::from_millis(400)),
+                    &CallOptions::new().timeout(Duration::from_millis(1500)),
                 )
             })
         })
         .collect();
-    thread::sleep(Duration::from_millis(50));
+    // A batch of short writes is in flight (the pipeline holds one) before any filler comes.
+    let limit = Instant::now() + Duration::from_secs(10);
+    while client.metrics().total.in_flight < 1 {
+        assert!(Instant::now() < limit, "the short writes were never sent");
+        thread::sleep(Duration::from_millis(5));
+    }
     // Twenty-five with 30 s: the link holds some, eight fill the ring to its line, the rest
     // (ten or more) wait for room.
     let fillers = fill(&client, keys[5..30].to_vec());

@@ -26,7 +26,8 @@
 //!   the upstream sockets and what sits in its sockets' queues (`/proc/net/tcp`).
 //! - **Stopping.** When the replay is over the proxy is told to finish: it keeps flushing on
 //!   its window until the queue is empty or a grace period (`--sidecar-grace`, 30 s) runs
-//!   out; writes still queued then are dropped. They were acknowledged, so the read-back
+//!   out; writes still queued then are dropped at once, without waiting for the next window
+//!   (checked every 20 ms). They were acknowledged, so the read-back
 //!   counts them as lost: exactly what an ack-on-enqueue proxy does when it is stopped or
 //!   crashes with a full queue. With the default grace nothing is dropped on a healthy run.
 //!
@@ -519,6 +520,18 @@ fn seq_prefix(value: &[u8]) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
+/// How often a sleeping flusher looks for a stop whose grace is spent.
+const STOP_CHECK: Duration = Duration::from_millis(20);
+
+/// Whether the proxy was told to finish and the grace period after that has run out at `now`.
+fn grace_spent(proxy: &Proxy, grace_deadline: &Mutex<Option<Instant>>, now: Instant) -> bool {
+    proxy.finishing.load(Ordering::SeqCst)
+        && grace_deadline
+            .lock()
+            .expect("not poisoned")
+            .is_some_and(|d| now >= d)
+}
+
 /// Flushes the queue every window; returns (flushes, longest flush, confirmations).
 fn flush_loop(
     proxy: &Proxy,
@@ -533,21 +546,21 @@ fn flush_loop(
     let (mut flushes, mut longest) = (0u64, Duration::ZERO);
     let mut tick = Instant::now() + window;
     loop {
-        let now = Instant::now();
-        if tick > now {
-            thread::sleep(tick - now);
+        // Sleep to the next tick, in short naps: once the stop has come and its grace is spent,
+        // the queue is dropped at once rather than a window later.
+        loop {
+            let now = Instant::now();
+            if now >= tick || grace_spent(proxy, grace_deadline, now) {
+                break;
+            }
+            thread::sleep((tick - now).min(STOP_CHECK));
         }
         let started = Instant::now();
         tick = started + window;
         let batch: VecDeque<Entry> =
             std::mem::take(&mut *proxy.queue.lock().expect("not poisoned"));
         let finishing = proxy.finishing.load(Ordering::SeqCst);
-        let expired = finishing
-            && grace_deadline
-                .lock()
-                .expect("not poisoned")
-                .is_some_and(|d| started >= d);
-        if expired {
+        if grace_spent(proxy, grace_deadline, started) {
             let bytes: usize = batch.iter().map(|e| e.cmd.len()).sum();
             proxy.settle(batch.len(), bytes);
             proxy
