@@ -153,19 +153,28 @@ fn a_single_item_batch_releases_its_slot_when_extend_panics() {
     assert_eq!(drops.load(Ordering::Relaxed), 4);
 }
 
+/// Pushes `n` arrays of `B` bytes into `ring`, the `i`-th filled with `i`.
+fn push_arrays<const B: usize>(ring: &Ring<[u8; B]>, n: u8) {
+    for i in 0..n {
+        ring.try_push([i; B]).unwrap();
+    }
+}
+
+/// The fill byte of each array in `out`, in order.
+fn fill_bytes<const B: usize>(out: &[[u8; B]]) -> Vec<u8> {
+    out.iter().map(|item| item[0]).collect()
+}
+
 /// Items over 1 KiB take one slot per claim: a batch still takes every ready item, in order.
 #[test]
 fn large_items_pop_one_per_claim_in_order() {
     let ring = Ring::new(5);
-    for i in 0..5u8 {
-        ring.try_push([i; 2048]).unwrap();
-    }
+    push_arrays::<2048>(&ring, 5);
     let mut out = Vec::new();
     assert_eq!(ring.pop_batch(4, &mut out), 4);
     assert_eq!(ring.pop_batch(64, &mut out), 1);
     assert_eq!(ring.pop_batch(64, &mut out), 0);
-    let firsts: Vec<u8> = out.iter().map(|item| item[0]).collect();
-    assert_eq!(firsts, [0, 1, 2, 3, 4]);
+    assert_eq!(fill_bytes(&out), [0, 1, 2, 3, 4]);
     assert!(out.iter().all(|item| item.iter().all(|&b| b == item[0])));
 }
 
@@ -272,15 +281,10 @@ fn pop_batch_pops_at_most_the_capacity_per_call() {
 fn pop_batch_hands_large_items_over_in_chunks() {
     // 300-byte items go four to a chunk; 10 of them take three chunks and keep their order.
     let ring = Ring::new(16);
-    for i in 0..10u8 {
-        ring.try_push([i; 300]).unwrap();
-    }
+    push_arrays::<300>(&ring, 10);
     let mut out = Vec::new();
     assert_eq!(ring.pop_batch(10, &mut out), 10);
-    assert_eq!(
-        out.iter().map(|a| a[0]).collect::<Vec<_>>(),
-        (0..10).collect::<Vec<_>>()
-    );
+    assert_eq!(fill_bytes(&out), (0..10).collect::<Vec<_>>());
 }
 
 #[test]
