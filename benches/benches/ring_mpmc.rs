@@ -1,13 +1,16 @@
 //! slotline's ring against crossbeam's `ArrayQueue`, concurrent-queue, `sync_channel`,
 //! `Mutex<VecDeque>` and (SPSC only) rtrb: capacity 1024, `u64` items.
 //!
-//! Two modes:
+//! Modes:
 //! * `cargo bench -p slotline-bench --bench ring_mpmc` runs criterion groups (`one_thread`,
 //!   `spsc`, `mpmc_2p2c`, `mpmc_4p4c`, `spsc_batch`), one id per peer;
 //! * `cargo bench -p slotline-bench --bench ring_mpmc -- --ab [rounds]` runs interleaved A/B
 //!   rounds (see `slotline_bench::ab`) and prints the median per-round speedup of every peer
 //!   over `ArrayQueue`, with an `ArrayQueue` control. On a noisy shared host only these ratios
-//!   mean anything.
+//!   mean anything;
+//! * `-- --fill [rounds]` shows the regime each kind of SPSC consumer puts the ring in (rate,
+//!   fill level, pushes that found it full), and `-- --instr batch|one|single` runs a
+//!   one-thread loop for `valgrind --tool=callgrind` instruction counts.
 
 use std::collections::VecDeque;
 use std::hint::black_box;
@@ -197,34 +200,158 @@ const SHORT: usize = 8;
 /// `spin_loop` hints a backing-off consumer spends after a short batch.
 const SLIP: u32 = 32;
 
-/// SPSC where the consumer takes up to `BATCH` items per `pop_batch`. With `slip`, the
-/// consumer spends `SLIP` spin hints after a batch of fewer than `SHORT` items, so that it
-/// stops reading the cache line its producer is writing (see RESULTS: a consumer that takes
-/// every item as it appears halves its producer's rate).
-fn spsc_batch(ring: &Ring<u64>, items: u64, slip: bool) -> Duration {
-    let (time, sums) = timed_threads(2, |i| {
+/// How an SPSC consumer takes its items.
+#[derive(Clone, Copy, Debug)]
+enum Consumer {
+    /// `try_pop`, one item per call.
+    Single,
+    /// `pop_batch(max)`, taking whatever is ready.
+    Batch(usize),
+    /// `pop_batch(BATCH)`, then `SLIP` spin hints after a batch of fewer than `SHORT` items,
+    /// so that it stops reading the cache line its producer is writing (see RESULTS: a
+    /// consumer that takes every item as it appears halves its producer's rate).
+    Slipping,
+}
+
+/// What one SPSC run measured.
+struct SpscRun {
+    time: Duration,
+    /// The mean fill level the producer saw, sampled every 1,024 pushes (only when probing).
+    fill: f64,
+    /// How many pushes found the ring full.
+    fulls: u64,
+}
+
+/// SPSC through the ring with the given consumer; with `probe`, the producer also samples the
+/// fill level (one `len` per 1,024 pushes).
+fn spsc_with(ring: &Ring<u64>, items: u64, consumer: Consumer, probe: bool) -> SpscRun {
+    let (time, results) = timed_threads(2, |i| {
         let mut fails = 0;
         if i == 0 {
+            let (mut fill, mut samples, mut fulls) = (0usize, 0usize, 0u64);
             for v in 0..items {
+                if probe && v % 1024 == 0 {
+                    fill += ring.len();
+                    samples += 1;
+                }
                 while ring.try_push(v).is_err() {
+                    fulls += 1;
                     wait(&mut fails);
                 }
             }
-            0
+            (0, fill as f64 / samples.max(1) as f64, fulls)
         } else {
             let mut sink = Sink::default();
             while sink.count < items {
-                match ring.pop_batch(BATCH, &mut sink) {
+                let got = match consumer {
+                    Consumer::Single => ring.try_pop().map_or(0, |v| {
+                        sink.extend([v]);
+                        1
+                    }),
+                    Consumer::Batch(max) => ring.pop_batch(max, &mut sink),
+                    Consumer::Slipping => ring.pop_batch(BATCH, &mut sink),
+                };
+                match got {
                     0 => wait(&mut fails),
-                    n if slip && n < SHORT => (0..SLIP).for_each(|_| std::hint::spin_loop()),
+                    n if matches!(consumer, Consumer::Slipping) && n < SHORT => {
+                        (0..SLIP).for_each(|_| std::hint::spin_loop());
+                    }
                     _ => {}
                 }
             }
-            sink.sum
+            (sink.sum, 0.0, 0)
         }
     });
-    assert_eq!(sums[1], items * (items - 1) / 2, "items lost");
-    time
+    assert_eq!(results[1].0, items * (items - 1) / 2, "items lost");
+    SpscRun {
+        time,
+        fill: results[0].1,
+        fulls: results[0].2,
+    }
+}
+
+/// SPSC where the consumer takes up to `BATCH` items per `pop_batch`, greedy or slipping.
+fn spsc_batch(ring: &Ring<u64>, items: u64, slip: bool) -> Duration {
+    let consumer = if slip {
+        Consumer::Slipping
+    } else {
+        Consumer::Batch(BATCH)
+    };
+    spsc_with(ring, items, consumer, false).time
+}
+
+/// `--fill [rounds]`: for each kind of SPSC consumer, the median rate, the median fill level
+/// the producer saw and the median count of pushes that found the ring full, over `rounds`
+/// runs: which regime each consumer puts the ring in.
+fn fill_probe(rounds: usize) {
+    println!(
+        "# ring_mpmc fill probe on {} ({} CPUs), {rounds} rounds of {ITEMS} items, capacity {CAP}",
+        cpu_model(),
+        thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("| consumer | median Mitems/s | median fill seen by the producer | median pushes that found it full |");
+    println!("|---|---|---|---|");
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for consumer in [
+        Consumer::Single,
+        Consumer::Batch(BATCH),
+        Consumer::Slipping,
+        Consumer::Batch(4),
+    ] {
+        let runs: Vec<SpscRun> = (0..rounds.max(1))
+            .map(|_| spsc_with(&fresh_ring(), ITEMS, consumer, true))
+            .collect();
+        println!(
+            "| {consumer:?} | {:.0} | {:.1} | {:.0} |",
+            median(
+                runs.iter()
+                    .map(|r| ITEMS as f64 / r.time.as_secs_f64() / 1e6)
+                    .collect()
+            ),
+            median(runs.iter().map(|r| r.fill).collect()),
+            median(runs.iter().map(|r| r.fulls as f64).collect()),
+        );
+    }
+}
+
+/// `--instr KIND`: one thread moving 640,000 items through a ring of `CAP`, for an
+/// instruction count (`valgrind --tool=callgrind`): `batch` is `push_slice(64)` +
+/// `pop_batch(64)`, `one` is `try_push` + a `pop_batch(64)` that finds one item, `single` is
+/// `try_push` + `try_pop`. Prints the sum so that nothing is optimised away.
+fn instr(kind: &str) {
+    const N: u64 = 640_000;
+    let ring = fresh_ring();
+    let mut sink = Sink::default();
+    match kind {
+        "batch" => {
+            let mut chunk = [0u64; BATCH];
+            for r in 0..N / BATCH as u64 {
+                for (k, v) in chunk.iter_mut().enumerate() {
+                    *v = r * BATCH as u64 + k as u64;
+                }
+                assert_eq!(ring.push_slice(black_box(&chunk)), BATCH);
+                assert_eq!(ring.pop_batch(BATCH, &mut sink), BATCH);
+            }
+        }
+        "one" => {
+            for i in 0..N {
+                ring.try_push(black_box(i)).unwrap();
+                assert_eq!(ring.pop_batch(BATCH, &mut sink), 1);
+            }
+        }
+        "single" => {
+            for i in 0..N {
+                ring.try_push(black_box(i)).unwrap();
+                sink.extend(ring.try_pop());
+            }
+        }
+        other => panic!("--instr batch|one|single, not `{other}`"),
+    }
+    assert_eq!(sink.count, N);
+    println!("{}", sink.sum);
 }
 
 /// `producers` threads push with `push_slice` (up to `BATCH` at a time), `consumers` threads
@@ -682,6 +809,19 @@ fn ab(rounds: usize, only: Option<&str>) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    let after = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .map(|at| args.get(at + 1).map(String::as_str))
+    };
+    if let Some(rounds) = after("--fill") {
+        fill_probe(rounds.and_then(|r| r.parse().ok()).unwrap_or(31));
+        return;
+    }
+    if let Some(kind) = after("--instr") {
+        instr(kind.unwrap_or("batch"));
+        return;
+    }
     if let Some(at) = args.iter().position(|a| a == "--ab") {
         let rounds = args.get(at + 1).and_then(|r| r.parse().ok()).unwrap_or(31);
         let only = args
