@@ -450,9 +450,11 @@ impl Proxy {
             return false;
         }
         queue.push_back(entry);
-        drop(queue);
+        // Counted before the lock is released: the flusher takes entries under it, so it can
+        // never settle one the counts do not have yet.
         let depth = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
         let bytes = self.bytes.fetch_add(len, Ordering::Relaxed) + len;
+        drop(queue);
         self.peak_depth.fetch_max(depth, Ordering::Relaxed);
         self.peak_bytes.fetch_max(bytes, Ordering::Relaxed);
         self.accepted.fetch_add(1, Ordering::Relaxed);
