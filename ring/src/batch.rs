@@ -121,14 +121,8 @@ impl<T> Ring<T> {
             let waiting = self.push_waiters();
             if count == 1 {
                 // One item (a consumer at its producer's heels): no chunk to fill and empty.
-                let slot = self.slot(head);
-                // SAFETY: as below, for the one written slot the CAS gave us.
-                let value = slot
-                    .value
-                    .with_mut(|cell| unsafe { cell.read().assume_init() });
-                // Set to `{ lap: lap + 1, index }`: empty for the next lap.
-                slot.stamp
-                    .store(head.wrapping_add(self.one_lap), Ordering::Release);
+                // SAFETY: `claim_ready`'s head CAS claimed the one written slot at `head`.
+                let value = unsafe { self.take(self.slot(head), head) };
                 total += 1;
                 self.wake_pushers(waiting, 1);
                 // The slot is released: user code may run now.
@@ -165,18 +159,10 @@ impl<T> Ring<T> {
         self.each_run(head, count, |position, slots, offset| {
             let dst = &mut dst[offset..offset + slots.len()];
             for (k, (slot, dst)) in slots.iter().zip(dst).enumerate() {
-                // SAFETY: the head CAS in `claim_ready` made us the only consumer of the
-                // `count` written slots from `head` on; `each_run` visits each once, and its
-                // stamp was loaded with Acquire after the producer's write.
-                let value = slot
-                    .value
-                    .with_mut(|cell| unsafe { cell.read().assume_init() });
-                dst.write(value);
-                // Set to `{ lap: lap + 1, index }`: empty for the next lap.
-                slot.stamp.store(
-                    position.wrapping_add(k).wrapping_add(self.one_lap),
-                    Ordering::Release,
-                );
+                // SAFETY: the head CAS in `claim_ready` claimed the `count` written slots from
+                // `head` on (their stamps were loaded with Acquire), and `each_run` visits each
+                // once, at its own position.
+                dst.write(unsafe { self.take(slot, position.wrapping_add(k)) });
             }
         });
         // `items[..count]` are initialised now.
@@ -335,18 +321,6 @@ impl<T> Ring<T> {
         first + run_in(&self.buffer[..limit - first], wrapped.wrapping_add(delta))
     }
 
-    /// Writes `value` into a slot claimed by `claim_empty` and publishes it.
-    #[inline(always)]
-    fn publish(&self, slot: &Slot<T>, position: usize, value: T) {
-        // SAFETY: the tail CAS in `claim_empty` made us the only producer of this empty slot;
-        // its stamp (Acquire) ordered us after the consumer that emptied it.
-        slot.value
-            .with_mut(|cell| unsafe { cell.write(MaybeUninit::new(value)) });
-        // Set to `{ lap, index: index + 1 }`: written.
-        slot.stamp
-            .store(position.wrapping_add(1), Ordering::Release);
-    }
-
     /// Moves as many items as fit from the front of `items` into the ring, claiming their
     /// slots with one CAS on the tail, and returns how many it moved.
     ///
@@ -385,7 +359,10 @@ impl<T> Ring<T> {
             // Slots first: `Zip` stops when they run out without taking one more value,
             // which would be lost at the wrap.
             for (k, (slot, value)) in slots.iter().zip(values.by_ref()).enumerate() {
-                self.publish(slot, position.wrapping_add(k), value);
+                // SAFETY: the tail CAS in `claim_empty` claimed the `count` empty slots from
+                // `tail` on (their stamps were loaded with Acquire), and `each_run` visits each
+                // once, at its own position.
+                unsafe { self.put(slot, position.wrapping_add(k), value) };
             }
         });
         self.wake_poppers(waiting, count);
@@ -426,7 +403,10 @@ impl<T> Ring<T> {
         self.each_run(tail, count, |position, slots, offset| {
             let values = &items[offset..offset + slots.len()];
             for (k, (slot, &value)) in slots.iter().zip(values).enumerate() {
-                self.publish(slot, position.wrapping_add(k), value);
+                // SAFETY: the tail CAS in `claim_empty` claimed the `count` empty slots from
+                // `tail` on (their stamps were loaded with Acquire), and `each_run` visits each
+                // once, at its own position.
+                unsafe { self.put(slot, position.wrapping_add(k), value) };
             }
         });
         self.wake_poppers(waiting, count);
@@ -552,15 +532,9 @@ impl<T> Iterator for Taken<'_, T> {
             return None;
         }
         let position = self.position;
-        let slot = self.ring.slot(position);
         // SAFETY: this slot is one of the claimed, written slots (`left > 0`), and each is
         // taken once because `position` moves on below.
-        let value = slot
-            .value
-            .with_mut(|cell| unsafe { cell.read().assume_init() });
-        // Set to `{ lap: lap + 1, index }`: empty for the next lap.
-        slot.stamp
-            .store(position.wrapping_add(self.ring.one_lap), Ordering::Release);
+        let value = unsafe { self.ring.take(self.ring.slot(position), position) };
         self.position = self.ring.next(position);
         self.left -= 1;
         Some(value)

@@ -166,6 +166,48 @@ impl<T> Ring<T> {
         unsafe { self.buffer.get_unchecked(index) }
     }
 
+    /// Moves `value` into `slot`, the empty slot at `position`, and publishes it: the one
+    /// place a push writes an item.
+    ///
+    /// # Safety
+    ///
+    /// The caller claimed `slot` for a push at `position` (a tail CAS from `position`, after an
+    /// `Acquire` load of the slot's stamp saw `position`, so the consumer that emptied it a lap
+    /// earlier is done with it) and has not published it yet.
+    #[inline(always)]
+    pub(crate) unsafe fn put(&self, slot: &Slot<T>, position: usize, value: T) {
+        // SAFETY: by the caller's claim this thread is the slot's only owner until the stamp
+        // store below, and the slot holds no value (its last consumer moved it out before its
+        // release, which the caller's Acquire load saw).
+        slot.value
+            .with_mut(|cell| unsafe { cell.write(MaybeUninit::new(value)) });
+        // Set to `{ lap, index: index + 1 }`: written.
+        slot.stamp
+            .store(position.wrapping_add(1), Ordering::Release);
+    }
+
+    /// Moves the item out of `slot`, the written slot at `position`, and releases the slot
+    /// for the next lap's push: the one place a pop takes an item.
+    ///
+    /// # Safety
+    ///
+    /// The caller claimed `slot` for a pop at `position` (a head CAS from a head at or before
+    /// `position`, after an `Acquire` load of the slot's stamp saw `position + 1`, so the
+    /// producer's write is visible), or holds the ring by `&mut`; and has not taken it yet.
+    #[inline(always)]
+    pub(crate) unsafe fn take(&self, slot: &Slot<T>, position: usize) -> T {
+        // SAFETY: by the caller's claim this thread is the slot's only consumer, the value was
+        // initialised by the push whose stamp store it saw, and the stamp store below ends the
+        // claim, so the value is read once.
+        let value = slot
+            .value
+            .with_mut(|cell| unsafe { cell.read().assume_init() });
+        // Set to `{ lap: lap + 1, index }`: empty for the next lap.
+        slot.stamp
+            .store(position.wrapping_add(self.one_lap), Ordering::Release);
+        value
+    }
+
     /// Number of items between a head and a tail stamp read at the same moment.
     #[inline]
     pub(crate) fn distance(&self, head: usize, tail: usize) -> usize {
@@ -354,13 +396,9 @@ impl<T> Ring<T> {
                 ) {
                     Ok(_) => {
                         let waiting = self.pop_waiters();
-                        // SAFETY: the CAS made this thread the only owner of the empty slot
-                        // until the stamp store below; the Acquire load of `stamp == tail`
-                        // ordered us after the consumer that emptied it.
-                        slot.value
-                            .with_mut(|cell| unsafe { cell.write(MaybeUninit::new(value)) });
-                        // Set to `{ lap, index: index + 1 }`: written.
-                        slot.stamp.store(tail.wrapping_add(1), Ordering::Release);
+                        // SAFETY: the CAS from `tail` claimed the slot, whose stamp (Acquire)
+                        // said empty at `tail`.
+                        unsafe { self.put(slot, tail, value) };
                         self.wake_poppers(waiting, 1);
                         return Ok(());
                     }
@@ -433,11 +471,8 @@ impl<T> Ring<T> {
                 ) {
                     Ok(_) => {
                         let waiting = self.pop_waiters();
-                        // SAFETY: as in `try_push`: the CAS gave us the empty slot.
-                        slot.value
-                            .with_mut(|cell| unsafe { cell.write(MaybeUninit::new(value)) });
-                        // Set to `{ lap, index: index + 1 }`: written.
-                        slot.stamp.store(tail.wrapping_add(1), Ordering::Release);
+                        // SAFETY: as in `try_push`: the CAS from `tail` claimed the empty slot.
+                        unsafe { self.put(slot, tail, value) };
                         self.wake_poppers(waiting, 1);
                         return None;
                     }
@@ -549,14 +584,9 @@ impl<T> Ring<T> {
                 ) {
                     Ok(_) => {
                         let waiting = self.push_waiters();
-                        // SAFETY: the CAS made us the only consumer of this written slot; the
-                        // Acquire load of its stamp ordered us after the producer's write.
-                        let value = slot
-                            .value
-                            .with_mut(|cell| unsafe { cell.read().assume_init() });
-                        // Set to `{ lap: lap + 1, index }`: empty for the next lap.
-                        slot.stamp
-                            .store(head.wrapping_add(self.one_lap), Ordering::Release);
+                        // SAFETY: the CAS from `head` claimed the slot, whose stamp (Acquire)
+                        // said written at `head`.
+                        let value = unsafe { self.take(slot, head) };
                         self.wake_pushers(waiting, 1);
                         return Some(value);
                     }

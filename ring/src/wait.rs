@@ -708,8 +708,6 @@ mod tests {
     use std::thread;
     use std::time::{Duration, Instant};
 
-    use core::mem::MaybeUninit;
-
     use crate::sync::Ordering;
     use crate::{PopError, PushError, Ring};
 
@@ -781,12 +779,8 @@ mod tests {
     /// The publish of a claimed slot, by hand, notifying nobody (as a push that read the
     /// waiter count before anyone registered).
     fn publish(ring: &Ring<u64>, position: usize, value: u64) {
-        let slot = ring.slot(position);
-        // SAFETY: `claim` made the caller the slot's only writer.
-        slot.value
-            .with_mut(|cell| unsafe { cell.write(MaybeUninit::new(value)) });
-        slot.stamp
-            .store(position.wrapping_add(1), Ordering::Release);
+        // SAFETY: `claim` claimed the empty slot at `position` for the caller.
+        unsafe { ring.put(ring.slot(position), position, value) };
     }
 
     /// Runs `wait` on a thread of its own, timing it.
@@ -916,14 +910,9 @@ mod tests {
         // The first pusher finds the tail's slot (0) still held until its deadline.
         assert_eq!(first.join().unwrap(), Err(PushError::Full(10)));
         // Slot 0 is released, notifying nobody: only a wake-up passed on wakes the second.
-        let slot = ring.slot(head);
-        // SAFETY: the head CAS above made this thread the slot's only consumer.
-        let value = slot
-            .value
-            .with_mut(|cell| unsafe { cell.read().assume_init() });
+        // SAFETY: the head CAS above claimed the written slot at `head` for this thread.
+        let value = unsafe { ring.take(ring.slot(head), head) };
         assert_eq!(value, 1);
-        slot.stamp
-            .store(head.wrapping_add(ring.one_lap), Ordering::Release);
         let (pushed, after) = second.join().unwrap();
         assert_eq!(pushed, Ok(()));
         assert_woken("the second pusher", after);
