@@ -320,7 +320,8 @@ fn fill_probe(rounds: usize) {
 /// `--instr KIND`: one thread moving 640,000 items through a ring of `CAP`, for an
 /// instruction count (`valgrind --tool=callgrind`): `batch` is `push_slice(64)` +
 /// `pop_batch(64)`, `one` is `try_push` + a `pop_batch(64)` that finds one item, `single` is
-/// `try_push` + `try_pop`. Prints the sum so that nothing is optimised away.
+/// `try_push` + `try_pop`, `rtrb` is rtrb's chunks of 64 on the `batch` loop. Prints the sum so
+/// that nothing is optimised away.
 fn instr(kind: &str) {
     const N: u64 = 640_000;
     let ring = fresh_ring();
@@ -348,7 +349,17 @@ fn instr(kind: &str) {
                 sink.extend(ring.try_pop());
             }
         }
-        other => panic!("--instr batch|one|single, not `{other}`"),
+        "rtrb" => {
+            // The moonshot's peer on the same loop: rtrb's chunks of `BATCH` on both sides.
+            let (mut tx, mut rx) = rtrb::RingBuffer::<u64>::new(CAP);
+            for r in 0..N / BATCH as u64 {
+                let base = r * BATCH as u64;
+                let chunk = tx.write_chunk_uninit(BATCH).expect("room for a chunk");
+                assert_eq!(chunk.fill_from_iter(base..base + BATCH as u64), BATCH);
+                sink.extend(rx.read_chunk(BATCH).expect("a chunk to read"));
+            }
+        }
+        other => panic!("--instr batch|one|single|rtrb, not `{other}`"),
     }
     assert_eq!(sink.count, N);
     println!("{}", sink.sum);
