@@ -54,8 +54,10 @@ fn an_async_commit_that_is_never_polled_again_is_woken_at_its_deadline() {
             matches!(outcome, Err(CommitError::DeadlineExceeded { .. })),
             "{outcome:?}"
         );
+        // A missed deadline already fails above (no wake-up within 3 s); the upper bound only
+        // rules out a deadline noticed far too late, with room for a loaded machine.
         assert!(
-            took < Duration::from_millis(300 + 400),
+            took >= Duration::from_millis(300) && took < Duration::from_secs(2),
             "resolved {took:?} after the call, deadline 300 ms"
         );
     });
