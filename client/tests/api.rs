@@ -427,16 +427,21 @@ fn per_call_options_override_replicas_and_deadline() {
     let cluster = cluster();
     let mut config = cluster.config();
     config.ack.replicas = 0;
-    // Generous for a loaded machine: `WAIT 2` (one replica exists) takes all of it.
-    config.ack.timeout = Duration::from_millis(1000);
+    // `WAIT 1` returns as soon as the replica confirms: a long timeout costs nothing, and keeps
+    // a replica that a loaded machine schedules late from failing the test.
+    config.ack.timeout = Duration::from_secs(5);
     config.commit.timeout = Duration::from_secs(10);
-    let client = Client::connect(config).expect("connect");
+    let client = Client::connect(config.clone()).expect("connect");
+    // `WAIT 2` (one replica exists) takes all of its timeout, so it gets a shorter one, still
+    // generous for the one replica to have confirmed by then on a loaded machine.
+    config.ack.timeout = Duration::from_millis(1000);
+    let short_wait = Client::connect(config).expect("connect");
 
     // Replicas: one exists per master, so 1 succeeds and 2 falls short.
     client
         .commit_with(b"r:{1}", b"v", &CallOptions::new().replicas(1))
         .expect("WAIT 1");
-    let err = client
+    let err = short_wait
         .commit_with(b"r:{1}", b"v", &CallOptions::new().replicas(2))
         .expect_err("WAIT 2 with one replica");
     assert_eq!(
@@ -452,7 +457,7 @@ fn per_call_options_override_replicas_and_deadline() {
     assert_eq!(reply, Value::Int(1));
     // Mixed in one batch: each command is judged by its own count.
     let cmds = [cmd(&["INCR", "r:{n}"]), cmd(&["INCR", "r:{n}"])];
-    let results = client
+    let results = short_wait
         .commit_batch_with(&cmds, &CallOptions::new().replicas(2))
         .expect("batch");
     for r in &results {

@@ -79,7 +79,9 @@ fn start_cluster() -> LocalCluster {
 fn config(cluster: &LocalCluster) -> Config {
     let mut config = cluster.config();
     config.ack.replicas = 1;
-    config.ack.timeout = Duration::from_millis(500);
+    // WAIT returns as soon as the replica confirms: a long timeout costs nothing, and keeps a
+    // replica that a loaded machine schedules late from failing a live master's commit.
+    config.ack.timeout = Duration::from_secs(5);
     config.commit.timeout = Duration::from_secs(10);
     config.redis_pool.read_timeout = Duration::from_secs(4);
     config
