@@ -41,14 +41,15 @@ fn block_on_counted<F: Future>(fut: F) -> (F::Output, usize) {
     (run.output, run.polls)
 }
 
-/// CPU time (user + system) the `filler` threads of this process have used (other tests run
-/// in parallel in this process), from `/proc/self/task/*/stat`.
-fn fillers_cpu() -> Duration {
+/// CPU time (user + system) the threads named `name` of this process have used (other tests
+/// run in parallel in this process, so each test that measures names its threads apart), from
+/// `/proc/self/task/*/stat`.
+fn named_threads_cpu(name: &str) -> Duration {
     std::fs::read_dir("/proc/self/task")
         .expect("read /proc/self/task")
         .flatten()
         .filter(|task| {
-            std::fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.trim() == "filler")
+            std::fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.trim() == name)
         })
         .map(|task| thread_cpu(&task.path().join("stat")))
         .sum()
@@ -517,28 +518,44 @@ fn fill(
     client: &Arc<Client>,
     keys: Vec<Vec<u8>>,
 ) -> Vec<thread::JoinHandle<Result<(), CommitError>>> {
-    fill_to(client, keys, 8)
+    fill_to(client, keys, 8, "filler")
 }
 
-/// Like [`fill`], until `queued` ops wait in the rings.
+/// Like [`fill`], until `queued` ops wait in the rings, with the callers' threads named
+/// `name`.
+///
+/// Returns once the state is settled: a batch in flight (the pipeline holds one, and the
+/// paused master does not answer) and `queued` ops in the rings. A caller may start waiting
+/// before the I/O thread has taken its first batch to the paused master, and that take frees
+/// room for a moment; only once it is in flight does no room appear until the master answers.
 fn fill_to(
     client: &Arc<Client>,
     keys: Vec<Vec<u8>>,
     queued: usize,
+    name: &str,
 ) -> Vec<thread::JoinHandle<Result<(), CommitError>>> {
     let handles: Vec<_> = keys
         .into_iter()
         .map(|key| {
             let client = Arc::clone(client);
             thread::Builder::new()
-                .name("filler".to_owned())
+                .name(name.to_owned())
                 .spawn(move || client.commit(&key, b"v"))
                 .expect("spawn a filler")
         })
         .collect();
     let limit = Instant::now() + Duration::from_secs(30);
-    while client.metrics().total.ring.map_or(0, |r| r.len) < queued {
-        assert!(Instant::now() < limit, "the queue never filled");
+    loop {
+        let m = client.metrics().total;
+        let ring = m.ring.map_or(0, |r| r.len);
+        if m.in_flight >= 1 && ring >= queued {
+            break;
+        }
+        assert!(
+            Instant::now() < limit,
+            "the paused master's queue never settled within 30 s: {} in flight, {ring} of {queued} queued",
+            m.in_flight
+        );
         thread::sleep(Duration::from_millis(5));
     }
     handles
@@ -561,13 +578,15 @@ fn async_block_waits_for_room_without_spinning() {
     let keys = keys_on(&map, port, "fill:", 40);
     let i = node_index(&cluster, port);
     cluster.pause_node(i).expect("SIGSTOP");
-    let fillers = fill(&client, keys[..30].to_vec());
+    // Named apart from the other tests' fillers, whose CPU is not this test's to count.
+    const FILLERS: &str = "nospin-filler";
+    let fillers = fill_to(&client, keys[..30].to_vec(), 8, FILLERS);
 
     // 17 blocking callers now wait for room that does not come: they sleep, they do not take
     // turns waking each other (each failed push would otherwise wake the next waiter).
-    let cpu_before = fillers_cpu();
+    let cpu_before = named_threads_cpu(FILLERS);
     thread::sleep(Duration::from_millis(500));
-    let cpu = fillers_cpu().saturating_sub(cpu_before);
+    let cpu = named_threads_cpu(FILLERS).saturating_sub(cpu_before);
     assert!(
         cpu < Duration::from_millis(250),
         "{cpu:?} of CPU in 500 ms while every caller waits"
@@ -710,7 +729,7 @@ fn a_short_async_deadline_behind_longer_ones_in_a_stalled_queue_is_kept() {
     let keys = keys_on(&map, port, "sd:", 12);
     let i = node_index(&cluster, port);
     cluster.pause_node(i).expect("SIGSTOP");
-    let fillers = fill_to(&client, keys[..9].to_vec(), 4);
+    let fillers = fill_to(&client, keys[..9].to_vec(), 4, "filler");
     let opts = CallOptions::new().timeout(Duration::from_millis(300));
     let started = Instant::now();
     let (outcome, polls) = block_on_counted(client.commit_async_with(&keys[10], b"v", &opts));
