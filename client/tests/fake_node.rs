@@ -3,6 +3,7 @@
 //! connection that dies after a write was sent and then an error reply to the resend.
 #![cfg(not(feature = "loom"))]
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -131,13 +132,17 @@ fn an_error_reply_to_a_resend_still_says_the_first_send_may_have_been_applied() 
     );
 }
 
-/// CPU time of this process's `slotline-io-*` threads, from `/proc/self/task/*/stat`.
-fn io_threads_cpu() -> Duration {
-    let mut ticks = 0u64;
+/// CPU time of each of this process's `slotline-io-*` threads, by thread id, from
+/// `/proc/self/task/*/stat`.
+fn io_threads_cpu() -> HashMap<u32, Duration> {
+    let mut cpu = HashMap::new();
     for task in std::fs::read_dir("/proc/self/task")
         .expect("/proc/self/task")
         .flatten()
     {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
         let dir = task.path();
         let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
         if !comm.starts_with("slotline-io") {
@@ -146,14 +151,27 @@ fn io_threads_cpu() -> Duration {
         let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
         let rest = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
         let mut fields = rest.split_ascii_whitespace().skip(11);
+        let mut ticks = 0u64;
         for _ in 0..2 {
             ticks += fields
                 .next()
                 .and_then(|f| f.parse::<u64>().ok())
                 .unwrap_or(0);
         }
+        cpu.insert(tid, Duration::from_millis(ticks * 10)); // USER_HZ is 100
     }
-    Duration::from_millis(ticks * 10) // USER_HZ is 100
+    cpu
+}
+
+/// CPU time the `slotline-io-*` threads used between two [`io_threads_cpu`] samples: each
+/// thread's own growth (a thread that started meanwhile counts from zero). A thread that ended
+/// meanwhile (another test's client closing) is left out instead of subtracting its time from
+/// the others'; this test's own client lives through both samples, so none of its time is lost.
+fn io_cpu_between(before: &HashMap<u32, Duration>, after: &HashMap<u32, Duration>) -> Duration {
+    after
+        .iter()
+        .map(|(tid, &cpu)| cpu.saturating_sub(before.get(tid).copied().unwrap_or_default()))
+        .sum()
 }
 
 #[test]
@@ -177,7 +195,7 @@ fn an_unreachable_master_with_writes_queued_does_not_keep_the_io_thread_busy() {
     thread::sleep(Duration::from_millis(200));
     let before = io_threads_cpu();
     thread::sleep(Duration::from_millis(1500));
-    let used = io_threads_cpu() - before;
+    let used = io_cpu_between(&before, &io_threads_cpu());
     assert!(
         used < Duration::from_millis(500),
         "the I/O thread used {used:?} of CPU in 1.5 s while its only master was unreachable"
@@ -204,7 +222,7 @@ fn a_master_that_stops_answering_does_not_keep_the_io_thread_busy_before_the_dea
     thread::sleep(Duration::from_millis(300));
     let before = io_threads_cpu();
     thread::sleep(Duration::from_millis(1500));
-    let used = io_threads_cpu() - before;
+    let used = io_cpu_between(&before, &io_threads_cpu());
     assert!(
         used < Duration::from_millis(500),
         "the I/O thread used {used:?} of CPU in 1.5 s waiting for a silent master"
