@@ -9,7 +9,7 @@
 //!   over `ArrayQueue`, with an `ArrayQueue` control. On a noisy shared host only these ratios
 //!   mean anything;
 //! * `-- --fill [rounds]` shows the regime each kind of SPSC consumer puts the ring in (rate,
-//!   fill level, pushes that found it full), and `-- --instr batch|one|single` runs a
+//!   fill level, pushes that found it full), and `-- --instr batch|one|single|aq|rtrb` runs a
 //!   one-thread loop for `valgrind --tool=callgrind` instruction counts.
 
 use std::collections::VecDeque;
@@ -320,8 +320,8 @@ fn fill_probe(rounds: usize) {
 /// `--instr KIND`: one thread moving 640,000 items through a ring of `CAP`, for an
 /// instruction count (`valgrind --tool=callgrind`): `batch` is `push_slice(64)` +
 /// `pop_batch(64)`, `one` is `try_push` + a `pop_batch(64)` that finds one item, `single` is
-/// `try_push` + `try_pop`, `rtrb` is rtrb's chunks of 64 on the `batch` loop. Prints the sum so
-/// that nothing is optimised away.
+/// `try_push` + `try_pop`, `aq` is `ArrayQueue`'s push + pop on the `single` loop, `rtrb` is
+/// rtrb's chunks of 64 on the `batch` loop. Prints the sum so that nothing is optimised away.
 fn instr(kind: &str) {
     const N: u64 = 640_000;
     let ring = fresh_ring();
@@ -349,6 +349,14 @@ fn instr(kind: &str) {
                 sink.extend(ring.try_pop());
             }
         }
+        "aq" => {
+            // The one-thread row's baseline on the `single` loop: `ArrayQueue` push + pop.
+            let aq = fresh_array_queue();
+            for i in 0..N {
+                aq.push(black_box(i)).unwrap();
+                sink.extend(aq.pop());
+            }
+        }
         "rtrb" => {
             // The moonshot's peer on the same loop: rtrb's chunks of `BATCH` on both sides.
             let (mut tx, mut rx) = rtrb::RingBuffer::<u64>::new(CAP);
@@ -359,7 +367,7 @@ fn instr(kind: &str) {
                 sink.extend(rx.read_chunk(BATCH).expect("a chunk to read"));
             }
         }
-        other => panic!("--instr batch|one|single|rtrb, not `{other}`"),
+        other => panic!("--instr batch|one|single|aq|rtrb, not `{other}`"),
     }
     assert_eq!(sink.count, N);
     println!("{}", sink.sum);
