@@ -512,9 +512,14 @@ pub(crate) struct Taken<'a, T> {
 }
 
 impl<'a, T> Taken<'a, T> {
-    /// `left` written slots from `position` on, claimed by the caller (a head CAS, or
-    /// `&mut Ring` in `Drop`).
-    pub(crate) fn new(ring: &'a Ring<T>, position: usize, left: usize) -> Self {
+    /// The `left` written slots from `position` on.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns those slots as their only consumer, as [`Ring::take`] requires of each
+    /// (a head CAS past them, or the ring held by `&mut` with the slots between the head and
+    /// the tail), and takes none of them itself.
+    pub(crate) unsafe fn new(ring: &'a Ring<T>, position: usize, left: usize) -> Self {
         Self {
             ring,
             position,
@@ -532,8 +537,9 @@ impl<T> Iterator for Taken<'_, T> {
             return None;
         }
         let position = self.position;
-        // SAFETY: this slot is one of the claimed, written slots (`left > 0`), and each is
-        // taken once because `position` moves on below.
+        // SAFETY: this slot is one of the `left > 0` written slots from `position` on whose
+        // ownership `Taken::new`'s caller handed over, and each is taken once because
+        // `position` moves on below.
         let value = unsafe { self.ring.take(self.ring.slot(position), position) };
         self.position = self.ring.next(position);
         self.left -= 1;

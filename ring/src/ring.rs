@@ -166,16 +166,23 @@ impl<T> Ring<T> {
         unsafe { self.buffer.get_unchecked(index) }
     }
 
-    /// Moves `value` into `slot`, the empty slot at `position`, and publishes it: the one
-    /// place a push writes an item.
+    /// Moves `value` into `slot`, the empty slot at `position`, and publishes it. Every push
+    /// writes its item here, except an evicting [`force_push`](Ring::force_push), which
+    /// replaces the evicted value in place.
     ///
     /// # Safety
     ///
-    /// The caller claimed `slot` for a push at `position` (a tail CAS from `position`, after an
-    /// `Acquire` load of the slot's stamp saw `position`, so the consumer that emptied it a lap
-    /// earlier is done with it) and has not published it yet.
+    /// `slot` is `self.slot(position)`, and the caller claimed it for a push: an `Acquire` load
+    /// of its stamp saw `position` (empty for this lap, so the consumer that emptied it a lap
+    /// earlier is done with it), and then one tail CAS moved the tail from a value at or
+    /// before `position` to one past it (a single push claims its own position; a batch
+    /// claims a run of positions, each loaded that way). The caller has not published it yet.
     #[inline(always)]
     pub(crate) unsafe fn put(&self, slot: &Slot<T>, position: usize, value: T) {
+        debug_assert!(
+            core::ptr::eq(slot, self.slot(position)),
+            "slot and position differ"
+        );
         // SAFETY: by the caller's claim this thread is the slot's only owner until the stamp
         // store below, and the slot holds no value (its last consumer moved it out before its
         // release, which the caller's Acquire load saw).
@@ -187,15 +194,28 @@ impl<T> Ring<T> {
     }
 
     /// Moves the item out of `slot`, the written slot at `position`, and releases the slot
-    /// for the next lap's push: the one place a pop takes an item.
+    /// for the next lap's push. Every pop and batch pop takes its item here (and so does
+    /// dropping the ring); an evicting [`force_push`](Ring::force_push) takes the evicted
+    /// value in place.
     ///
     /// # Safety
     ///
-    /// The caller claimed `slot` for a pop at `position` (a head CAS from a head at or before
-    /// `position`, after an `Acquire` load of the slot's stamp saw `position + 1`, so the
-    /// producer's write is visible), or holds the ring by `&mut`; and has not taken it yet.
+    /// `slot` is `self.slot(position)`, the slot is written for `position`, and the caller
+    /// owns it as its only consumer, in one of two ways:
+    ///
+    /// * it claimed it: an `Acquire` load of the stamp saw `position + 1` (written for this
+    ///   lap, so the producer's write is visible), and then one head CAS moved the head from a
+    ///   value at or before `position` to one past it;
+    /// * or it holds the ring by `&mut` (no operation in flight) and `position` lies between
+    ///   the head and the tail, where every slot is written.
+    ///
+    /// The caller has not taken it yet.
     #[inline(always)]
     pub(crate) unsafe fn take(&self, slot: &Slot<T>, position: usize) -> T {
+        debug_assert!(
+            core::ptr::eq(slot, self.slot(position)),
+            "slot and position differ"
+        );
         // SAFETY: by the caller's claim this thread is the slot's only consumer, the value was
         // initialised by the push whose stamp store it saw, and the stamp store below ends the
         // claim, so the value is read once.
@@ -869,7 +889,9 @@ impl<T> Drop for Ring<T> {
         let tail = self.tail.load(Ordering::Relaxed);
         let left = self.distance(head, tail);
         // Dropping the iterator drops each item once, and keeps going if one drop panics.
-        drop(crate::batch::Taken::new(self, head, left));
+        // SAFETY: `&mut self`: no operation is in flight, so this thread owns the `left`
+        // written slots from the head to the tail, and takes none of them otherwise.
+        drop(unsafe { crate::batch::Taken::new(self, head, left) });
     }
 }
 

@@ -767,9 +767,15 @@ mod tests {
         assert!(published.elapsed() < Duration::from_secs(5));
     }
 
-    /// The claim of a push, by hand: the tail CAS, nothing written yet. Returns its position.
+    /// The claim of a push, by hand: the stamp check and the tail CAS, nothing written yet.
+    /// Returns its position.
     fn claim(ring: &Ring<u64>) -> usize {
         let tail = ring.tail.load(Ordering::SeqCst);
+        assert_eq!(
+            ring.slot(tail).stamp.load(Ordering::Acquire),
+            tail,
+            "the slot at the tail is empty for this lap"
+        );
         ring.tail
             .compare_exchange(tail, ring.next(tail), Ordering::SeqCst, Ordering::SeqCst)
             .unwrap();
@@ -779,7 +785,8 @@ mod tests {
     /// The publish of a claimed slot, by hand, notifying nobody (as a push that read the
     /// waiter count before anyone registered).
     fn publish(ring: &Ring<u64>, position: usize, value: u64) {
-        // SAFETY: `claim` claimed the empty slot at `position` for the caller.
+        // SAFETY: `claim` saw the slot at `position` empty (Acquire) and claimed it with the
+        // tail CAS for the caller.
         unsafe { ring.put(ring.slot(position), position, value) };
     }
 
