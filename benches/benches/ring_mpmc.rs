@@ -841,13 +841,9 @@ fn main() {
         instr(kind.unwrap_or("batch"));
         return;
     }
-    if let Some(at) = args.iter().position(|a| a == "--ab") {
-        let rounds = args.get(at + 1).and_then(|r| r.parse().ok()).unwrap_or(31);
-        let only = args
-            .iter()
-            .position(|a| a == "--only")
-            .and_then(|i| args.get(i + 1));
-        ab(rounds, only.map(String::as_str));
+    if let Some(rounds) = after("--ab") {
+        let rounds = rounds.and_then(|r| r.parse().ok()).unwrap_or(31);
+        ab(rounds, after("--only").flatten());
         return;
     }
     benches();
