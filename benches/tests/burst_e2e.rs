@@ -5,7 +5,7 @@
 #![cfg(not(feature = "loom"))]
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use slotline_bench::burst::args::{Args, PathKind, TraceKind};
 use slotline_bench::burst::plot::OUTAGE_FILL;
@@ -102,6 +102,14 @@ fn offered_equals_acknowledged_plus_refused_and_slotline_loses_nothing() {
     // Drained: every acknowledged write was confirmed by Redis.
     assert_eq!(sidecar.in_redis_latency_ms.count, sidecar.acknowledged);
     assert!(sidecar.peak_rss.proxy_peak_kib.unwrap_or(0) > 0);
+    // The exact peak depth counts acknowledged writes not yet confirmed: never more than were
+    // acknowledged (a count taken after a flush settled the write would wrap it).
+    assert!(
+        sidecar.peak_queue_depth > 0 && sidecar.peak_queue_depth <= sidecar.acknowledged,
+        "peak depth {} of {} acknowledged",
+        sidecar.peak_queue_depth,
+        sidecar.acknowledged
+    );
     assert!(
         sidecar.after_ack_failures.is_empty(),
         "{:?}",
@@ -182,9 +190,15 @@ fn offered_equals_acknowledged_plus_refused_and_slotline_loses_nothing() {
     let mut a = args(&cluster, "stop");
     a.paths = vec![PathKind::Sidecar];
     a.sidecar.grace = Duration::ZERO;
-    // 60 s: far past the run, and a regression that waits for the tick still ends.
-    a.sidecar.window = Duration::from_secs(60);
+    // 120 s: far past the run. A stop that waited for the tick would take that long.
+    a.sidecar.window = Duration::from_secs(120);
+    let started = Instant::now();
     let (report, _) = run(&a, "burst (test, no grace)").unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(60),
+        "the no-grace run took {took:?}: the stop waited for the 120 s window"
+    );
     let r = &report.runs[0];
     let dropped = r
         .after_ack_failures

@@ -26,8 +26,9 @@
 //!   the upstream sockets and what sits in its sockets' queues (`/proc/net/tcp`).
 //! - **Stopping.** When the replay is over the proxy is told to finish: it keeps flushing on
 //!   its window until the queue is empty or a grace period (`--sidecar-grace`, 30 s) runs
-//!   out; writes still queued then are dropped at once, without waiting for the next window
-//!   (checked every 20 ms). They were acknowledged, so the read-back
+//!   out; writes still queued then are dropped as soon as no flush is under way, without
+//!   waiting for the next window (checked every 20 ms between flushes; a flush in progress
+//!   finishes first). They were acknowledged, so the read-back
 //!   counts them as lost: exactly what an ack-on-enqueue proxy does when it is stopped or
 //!   crashes with a full queue. With the default grace nothing is dropped on a healthy run.
 //!
